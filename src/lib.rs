@@ -1,0 +1,30 @@
+//! The Task service: the task-management centre of the video-processing system.
+//!
+//! A Gateway creates a task for an uploaded video ([`api`]); the task is kept in Redis
+//! ([`store`]) in the contract's `task:{task_id}` hash; a durable queue carries it to the
+//! Processor without making the Gateway wait ([`dispatch`]); status queries read it back.
+//!
+//! # Layout
+//! - [`config`]: typed settings from the environment and `.env`, checked at start.
+//! - [`task`], [`validate`]: the task model, and the checks of what callers send.
+//! - [`store`]: the Redis store and the in-memory store of the dev mode (same semantics).
+//! - [`api`]: the `task.Task` gRPC API; [`error`]: failures to gRPC statuses, in one table.
+//! - [`processor`]: the Processor client stack and the reference Processor.
+//! - [`dispatch`]: the dispatcher, its leases and the reaper.
+//! - [`server`]: the gRPC server; [`app`]: the wiring; [`dev`]: the embedded default.
+//! - [`proto`]: the generated code.
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod dev;
+pub mod dispatch;
+pub mod error;
+pub mod processor;
+pub mod proto;
+pub mod server;
+pub mod store;
+pub mod task;
+pub mod validate;

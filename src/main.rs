@@ -1,0 +1,75 @@
+//! `task-service`: the production server (no arguments) or the embedded default (`dev`).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use task_service::{app, config::Config, dev};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The Task service: creates video-processing tasks, keeps their state in Redis, hands them to
+/// the Processor and answers status queries over gRPC. Configured by environment variables and
+/// `.env` (see the README).
+#[derive(Debug, Parser)]
+#[command(name = "task-service", version)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Run the embedded default on 127.0.0.1: an in-memory store and the reference Processor in
+    /// this process; needs neither Redis nor a Processor.
+    Dev,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("task-service: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let log_format = match observability::LogFormat::from_env() {
+        Ok(format) => format,
+        Err(e) => {
+            eprintln!("task-service: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("task-service: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let _telemetry = observability::init(log_format);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app::cancel_on_signal(shutdown.clone()));
+        match cli.mode {
+            Some(Mode::Dev) => dev::run(config, shutdown).await,
+            None => {
+                let store = app::redis_store(&config)?;
+                let listener = TcpListener::bind(config.grpc_addr).await.map_err(|e| {
+                    format!(
+                        "cannot listen on {} (TASK_GRPC_HOST/TASK_GRPC_PORT): {e}",
+                        config.grpc_addr
+                    )
+                })?;
+                app::serve(config, store, listener, shutdown).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("task-service: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The reference Processor: a stand-in for local runs and tests, not the real video processor.
+//!
+//! It serves `processor.Processor/ProcessVideo` and writes the task hash the way the contract's
+//! Processor does (plain HSET): PROCESSING, then a copy of the original file to
+//! `{LOCAL_STORAGE_PATH}/{task_id}/result.mp4` and COMPLETED with `result_file_key`, or FAILED
+//! with the reason. It answers when it has finished. Like the contract's Processor it treats
+//! `task_id` as the idempotency key: a task already final, or already being worked on here,
+//! is answered OK and left alone. A simulated work time (`--work-time`) lets a person watch a
+//! task sit in PROCESSING.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tonic::{Request, Response, Status};
+
+use crate::{
+    proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
+    store::Store,
+    task::{TaskId, TaskStatus, fields, is_terminal_text, now_timestamp},
+    validate::StorageRoot,
+};
+
+/// The reference Processor's state.
+#[derive(Clone, Debug)]
+pub struct ReferenceProcessor {
+    store: Store,
+    storage: StorageRoot,
+    work_time: Duration,
+    working: Arc<Mutex<HashSet<String>>>,
+}
+
+impl ReferenceProcessor {
+    /// A Processor that writes to `store` and reads files under `storage`.
+    pub fn new(store: Store, storage: StorageRoot) -> Self {
+        Self {
+            store,
+            storage,
+            work_time: Duration::ZERO,
+            working: Arc::default(),
+        }
+    }
+
+    /// Spends `work_time` in PROCESSING before producing the result, like a real job would.
+    pub fn with_work_time(mut self, work_time: Duration) -> Self {
+        self.work_time = work_time;
+        self
+    }
+
+    /// The gRPC service.
+    pub fn into_service(self) -> processor_server::ProcessorServer<Self> {
+        processor_server::ProcessorServer::new(self)
+    }
+
+    async fn write(&self, task_id: &str, pairs: &[(&str, &str)]) -> Result<(), Status> {
+        self.store
+            .processor_write(task_id, pairs)
+            .await
+            .map_err(|e| {
+                Status::internal(format!("reference processor could not write the task: {e}"))
+            })
+    }
+
+    /// Copies the original to the result path; the error says what went wrong.
+    async fn produce(&self, task_id: &str, original_file_key: &str) -> Result<String, String> {
+        let source = self.storage.resolve(original_file_key);
+        if !tokio::fs::try_exists(&source).await.unwrap_or(false) {
+            return Err(format!("original file not found: {}", source.display()));
+        }
+        let result_key = self.storage.result_key(task_id);
+        let target = std::path::Path::new(&result_key);
+        if let Some(dir) = target.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        tokio::fs::copy(&source, target)
+            .await
+            .map_err(|e| format!("cannot copy {} to {result_key}: {e}", source.display()))?;
+        Ok(result_key)
+    }
+}
+
+/// Removes a task from the set of tasks being worked on, however the work ends.
+struct WorkingGuard<'a> {
+    working: &'a Mutex<HashSet<String>>,
+    task_id: String,
+}
+
+impl Drop for WorkingGuard<'_> {
+    fn drop(&mut self) {
+        self.working
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.task_id);
+    }
+}
+
+#[tonic::async_trait]
+impl processor_server::Processor for ReferenceProcessor {
+    async fn process_video(
+        &self,
+        request: Request<ProcessVideoRequest>,
+    ) -> Result<Response<ProcessVideoResponse>, Status> {
+        let ProcessVideoRequest {
+            task_id,
+            original_file_key,
+        } = request.into_inner();
+        let task_id = TaskId::parse(&task_id)
+            .map_err(Status::invalid_argument)?
+            .to_text();
+        let status = self.store.processor_status(&task_id).await.map_err(|e| {
+            Status::internal(format!("reference processor could not read the task: {e}"))
+        })?;
+        match status {
+            None => return Err(Status::not_found(format!("no task {task_id}"))),
+            Some(status) if is_terminal_text(&status) => {
+                return Ok(Response::new(ProcessVideoResponse {}));
+            }
+            Some(_) => {}
+        }
+        if !self
+            .working
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task_id.clone())
+        {
+            return Ok(Response::new(ProcessVideoResponse {}));
+        }
+        let _guard = WorkingGuard {
+            working: &self.working,
+            task_id: task_id.clone(),
+        };
+        let now = now_timestamp();
+        self.write(
+            &task_id,
+            &[
+                (fields::STATUS, TaskStatus::Processing.as_str()),
+                (fields::UPDATED_AT, &now),
+            ],
+        )
+        .await?;
+        tokio::time::sleep(self.work_time).await;
+        let outcome = self.produce(&task_id, &original_file_key).await;
+        let now = now_timestamp();
+        match outcome {
+            Ok(result_key) => {
+                self.write(
+                    &task_id,
+                    &[
+                        (fields::STATUS, TaskStatus::Completed.as_str()),
+                        (fields::RESULT_FILE_KEY, &result_key),
+                        (fields::ERROR_MESSAGE, ""),
+                        (fields::UPDATED_AT, &now),
+                    ],
+                )
+                .await?
+            }
+            Err(reason) => {
+                tracing::info!(task.id = %task_id, %reason, "reference processor failed the task");
+                self.write(
+                    &task_id,
+                    &[
+                        (fields::STATUS, TaskStatus::Failed.as_str()),
+                        (fields::ERROR_MESSAGE, &reason),
+                        (fields::UPDATED_AT, &now),
+                    ],
+                )
+                .await?
+            }
+        }
+        Ok(Response::new(ProcessVideoResponse {}))
+    }
+}

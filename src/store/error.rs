@@ -1,0 +1,42 @@
+//! The store's one error type, worded for the person who reads it in a gRPC status.
+
+use std::time::Duration;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be made or kept.
+    #[error("Redis at {addr} is unreachable: {reason}")]
+    Unreachable {
+        /// `host:port`.
+        addr: String,
+        /// What the connection attempt said.
+        reason: String,
+    },
+    /// The operation did not finish within the configured bound.
+    #[error("Redis at {addr} is unreachable: no answer within {after:?} (TASK_REDIS_TIMEOUT)")]
+    Timeout {
+        /// `host:port`.
+        addr: String,
+        /// The bound.
+        after: Duration,
+    },
+    /// Redis answered with an error.
+    #[error("Redis at {addr} failed the command: {reason}")]
+    Command {
+        /// `host:port`.
+        addr: String,
+        /// Redis's error.
+        reason: String,
+    },
+    /// Redis answered something the service cannot read.
+    #[error("unexpected data in Redis: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the failure is about reaching Redis (as opposed to what it answered).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::Timeout { .. })
+    }
+}

@@ -1,0 +1,235 @@
+//! A Processor the test controls: it answers from a script, counts calls, measures how many are
+//! in flight at once, records the metadata it received, and can complete tasks in Redis the way
+//! the contract's Processor does.
+
+use std::{
+    collections::VecDeque,
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use task_service::{
+    proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
+    store::Store,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status};
+
+/// One answer.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// OK at once, nothing written (an asynchronous Processor that accepted).
+    Accept,
+    /// Writes PROCESSING then COMPLETED (plain HSETs), then OK.
+    Complete,
+    /// Answers this status.
+    Fail(Code, &'static str),
+    /// Waits, then answers the inner reply.
+    After(Duration, Box<Reply>),
+}
+
+#[derive(Debug)]
+struct State {
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Reply>,
+    store: Option<Store>,
+    calls: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    received: Mutex<Vec<Received>>,
+}
+
+/// What one call carried.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The task.
+    pub task_id: String,
+    /// Its file.
+    pub original_file_key: String,
+    /// The `traceparent` metadata, if any.
+    pub traceparent: Option<String>,
+    /// The `grpc-timeout` metadata, if any.
+    pub grpc_timeout: Option<String>,
+}
+
+/// A running fake Processor on 127.0.0.1:0.
+pub struct FakeProcessor {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    stop: CancellationToken,
+}
+
+impl FakeProcessor {
+    /// Starts one that answers `default` unless scripted otherwise; with a store it can
+    /// complete tasks.
+    pub async fn start(default: Reply, store: Option<Store>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, default, store).await
+    }
+
+    /// Starts one on a given listener (to come back on the same address).
+    pub async fn serve(listener: TcpListener, default: Reply, store: Option<Store>) -> Self {
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            script: Mutex::default(),
+            default: Mutex::new(default),
+            store,
+            calls: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            received: Mutex::default(),
+        });
+        let stop = CancellationToken::new();
+        let service = processor_server::ProcessorServer::new(Handler(state.clone()));
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(listener),
+                    stop.clone().cancelled_owned(),
+                ),
+        );
+        Self { addr, state, stop }
+    }
+
+    /// `PROCESSOR_GRPC_ADDR` for it.
+    pub fn addr_var(&self) -> (String, String) {
+        ("PROCESSOR_GRPC_ADDR".into(), self.addr.to_string())
+    }
+
+    /// Queues answers for the next calls, before the default applies again.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.script.lock().unwrap().extend(replies);
+    }
+
+    /// Changes the default answer.
+    pub fn set_default(&self, reply: Reply) {
+        *self.state.default.lock().unwrap() = reply;
+    }
+
+    /// Calls received so far.
+    pub fn calls(&self) -> usize {
+        self.state.calls.load(Ordering::SeqCst)
+    }
+
+    /// The most calls that were in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// What every call carried.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Calls received for one task.
+    pub fn calls_for(&self, task_id: &str) -> usize {
+        self.received()
+            .iter()
+            .filter(|r| r.task_id == task_id)
+            .count()
+    }
+
+    /// Stops serving (the address then refuses connections).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for FakeProcessor {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[derive(Debug)]
+struct Handler(Arc<State>);
+
+/// Decrements the in-flight count however a call ends.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tonic::async_trait]
+impl processor_server::Processor for Handler {
+    async fn process_video(
+        &self,
+        request: Request<ProcessVideoRequest>,
+    ) -> Result<Response<ProcessVideoResponse>, Status> {
+        let state = &self.0;
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let _in_flight = InFlight(&state.in_flight);
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        state.calls.fetch_add(1, Ordering::SeqCst);
+        let metadata = |key: &str| {
+            request
+                .metadata()
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let received = Received {
+            task_id: request.get_ref().task_id.clone(),
+            original_file_key: request.get_ref().original_file_key.clone(),
+            traceparent: metadata("traceparent"),
+            grpc_timeout: metadata("grpc-timeout"),
+        };
+        state.received.lock().unwrap().push(received.clone());
+        let reply = state
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| state.default.lock().unwrap().clone());
+        answer(state, &received.task_id, reply).await
+    }
+}
+
+async fn answer(
+    state: &State,
+    task_id: &str,
+    mut reply: Reply,
+) -> Result<Response<ProcessVideoResponse>, Status> {
+    loop {
+        match reply {
+            Reply::After(delay, inner) => {
+                tokio::time::sleep(delay).await;
+                reply = *inner;
+            }
+            Reply::Accept => return Ok(Response::new(ProcessVideoResponse {})),
+            Reply::Fail(code, message) => return Err(Status::new(code, message)),
+            Reply::Complete => {
+                let store = state.store.as_ref().expect("Reply::Complete needs a store");
+                let now = task_service::task::now_timestamp();
+                let result = format!("./data/videos/{task_id}/result.mp4");
+                store
+                    .processor_write(task_id, &[("status", "PROCESSING"), ("updated_at", &now)])
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                store
+                    .processor_write(
+                        task_id,
+                        &[
+                            ("status", "COMPLETED"),
+                            ("result_file_key", &result),
+                            ("updated_at", &now),
+                        ],
+                    )
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                return Ok(Response::new(ProcessVideoResponse {}));
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Shared test harness: a real Redis in a container, a fake Processor the test controls, and the
+//! service started in-process or as a real process.
+
+#![allow(dead_code, unused_imports, unreachable_pub)]
+
+pub mod fake_processor;
+pub mod redis;
+pub mod service;
+
+use std::{future::Future, time::Duration};
+
+pub use fake_processor::{FakeProcessor, Reply};
+pub use redis::TestRedis;
+pub use service::{ServiceProcess, TestService};
+
+/// Polls `check` every 25 ms until it returns `Some`, failing the test after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A fresh storage root with one original video in it; returns (root, file key).
+pub fn storage_with_video() -> (tempdir::Dir, String) {
+    let dir = tempdir::Dir::new();
+    std::fs::write(dir.path().join("original.mp4"), b"not really a video").unwrap();
+    (dir, "original.mp4".to_owned())
+}
+
+/// A temporary directory removed on drop.
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    /// The directory.
+    #[derive(Debug)]
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        /// A new empty directory under the system's temp dir.
+        pub fn new() -> Self {
+            let path =
+                std::env::temp_dir().join(format!("task-service-test-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        /// Its path.
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+
+        /// Its path as text.
+        pub fn text(&self) -> String {
+            self.0.to_string_lossy().into_owned()
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Logs to the test's output when `RUST_LOG` is set.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

@@ -1,0 +1,142 @@
+//! A real Redis in a container. The image is `redis:7-alpine` unless `TASK_TEST_REDIS_IMAGE`
+//! names another (machines with no registry build one locally; see scripts/build-redis-image.sh).
+//! Docker must be reachable: a test that needs it fails rather than skipping.
+
+use std::time::Duration;
+
+use bb8_redis::redis::{self, aio::MultiplexedConnection};
+use testcontainers_modules::{
+    redis::Redis,
+    testcontainers::{ContainerAsync, ImageExt, core::IntoContainerPort, runners::AsyncRunner},
+};
+
+/// The image used when `TASK_TEST_REDIS_IMAGE` is not set.
+pub const DEFAULT_IMAGE: &str = "redis:7-alpine";
+
+/// A Redis container with a fixed host port (so that it keeps its address across restarts) and
+/// AOF on (so that its data survives them).
+pub struct TestRedis {
+    container: ContainerAsync<Redis>,
+    /// The host port it answers on.
+    pub port: u16,
+}
+
+impl TestRedis {
+    /// Starts one.
+    pub async fn start() -> Self {
+        let image =
+            std::env::var("TASK_TEST_REDIS_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
+        let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
+        let port = free_port();
+        let container = Redis::default()
+            .with_name(name)
+            .with_tag(tag)
+            .with_cmd([
+                "redis-server",
+                "--bind",
+                "0.0.0.0",
+                "--protected-mode",
+                "no",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                "/tmp",
+            ])
+            .with_mapped_port(port, 6379.tcp())
+            .start()
+            .await
+            .unwrap_or_else(|e| panic!("cannot start the Redis container from image {image} (is Docker running? set TASK_TEST_REDIS_IMAGE to a local image on machines with no registry): {e}"));
+        Self { container, port }
+    }
+
+    /// The service's variables pointing at this Redis.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        vec![
+            ("REDIS_HOST".into(), "127.0.0.1".into()),
+            ("REDIS_PORT".into(), self.port.to_string()),
+        ]
+    }
+
+    /// A direct connection, for looking at what the service wrote.
+    pub async fn connection(&self) -> MultiplexedConnection {
+        let client = redis::Client::open(("127.0.0.1", self.port)).unwrap();
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// Waits until every dispatch entry has been acknowledged (the queue is empty).
+    pub async fn wait_queue_drained(&self) {
+        let conn = self.connection().await;
+        super::eventually(
+            Duration::from_secs(20),
+            "the dispatch queue to drain",
+            || {
+                let mut conn = conn.clone();
+                async move {
+                    let len: u64 = redis::cmd("XLEN")
+                        .arg("task-service:dispatch")
+                        .query_async(&mut conn)
+                        .await
+                        .ok()?;
+                    (len == 0).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Stops the container (Redis exits cleanly and keeps its AOF).
+    pub async fn stop(&self) {
+        self.container.stop_with_timeout(Some(5)).await.unwrap();
+    }
+
+    /// Starts it again and waits until it answers.
+    pub async fn restart(&self) {
+        self.container.start().await.unwrap();
+        self.wait_ready().await;
+    }
+
+    /// Freezes the container: connections stay open, nothing answers.
+    pub async fn pause(&self) {
+        self.container.pause().await.unwrap();
+    }
+
+    /// Thaws it.
+    pub async fn unpause(&self) {
+        self.container.unpause().await.unwrap();
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(client) = redis::Client::open(("127.0.0.1", self.port))
+                && let Ok(Ok(mut conn)) = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    client.get_multiplexed_async_connection(),
+                )
+                .await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Redis did not come back"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
