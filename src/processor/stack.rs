@@ -9,19 +9,29 @@ use middleware::{
 };
 use tokio::sync::Semaphore;
 use tower::{
-    ServiceBuilder, limit::GlobalConcurrencyLimitLayer, retry::budget::TpsBudget,
+    Service, ServiceBuilder, limit::GlobalConcurrencyLimitLayer, retry::budget::TpsBudget,
     util::BoxCloneSyncService,
 };
 
-use super::ProcessVideoCall;
-use crate::{config::ProcessorConfig, dispatch::outcome};
+use super::{ProcessCall, ProcessVideoCall, client::BoxError};
+use crate::{
+    config::ProcessorConfig,
+    dispatch::{Caller, outcome},
+};
 
-/// The stack, boxed, and a handle on its circuit breaker (for the dispatcher, health and metrics).
-pub fn build(
-    config: &ProcessorConfig,
-    addr: &str,
-) -> Result<(crate::dispatch::Caller, BreakerHandle), tonic::transport::Error> {
+/// The stack around the Processor at `addr`, boxed, and a handle on its circuit breaker (for the
+/// dispatcher, health and metrics).
+pub fn build(config: &ProcessorConfig, addr: &str) -> Result<(Caller, BreakerHandle), tonic::transport::Error> {
     let call = ProcessVideoCall::new(addr, config.connect_timeout, config.timeout)?;
+    Ok(around(config, call))
+}
+
+/// The stack's layers around any innermost call service (the generated client in production).
+pub fn around<S>(config: &ProcessorConfig, call: S) -> (Caller, BreakerHandle)
+where
+    S: Service<ProcessCall, Response = (), Error = BoxError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
     let breaker = CircuitBreakerLayer::new(
         CircuitBreakerConfig {
             consecutive_failures: config.breaker_consecutive_failures,
@@ -61,5 +71,64 @@ pub fn build(
         )))
         // Innermost: one attempt with its own deadline, sent as grpc-timeout.
         .service(call);
-    Ok((BoxCloneSyncService::new(stack), handle))
+    (BoxCloneSyncService::new(stack), handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use std::time::Duration;
+
+    use tonic::Status;
+    use tower::ServiceExt;
+    use tower_test::mock;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn config(pairs: &[(&str, &str)]) -> ProcessorConfig {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_vars(&map).unwrap().processor
+    }
+
+    fn call() -> ProcessCall {
+        ProcessCall::new("123e4567-e89b-42d3-a456-426614174000", "a.mp4", &[])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_in_flight_never_exceed_the_concurrency_cap() {
+        let (mock, mut handle) = mock::pair::<ProcessCall, ()>();
+        let (caller, _) = around(&config(&[("TASK_PROCESSOR_CONCURRENCY", "2")]), mock.map_err(BoxError::from));
+        let mut calls: Vec<_> = (0..3).map(|_| tokio::spawn(caller.clone().oneshot(call()))).collect();
+        let first = handle.next_request().await.unwrap();
+        let _second = handle.next_request().await.unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.is_err(),
+            "a third call reached the Processor while two were in flight"
+        );
+        first.1.send_response(());
+        let (_third, respond) = handle.next_request().await.unwrap();
+        respond.send_response(());
+        calls.remove(0).await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_circuit_spends_no_retries() {
+        let (mock, mut handle) = mock::pair::<ProcessCall, ()>();
+        let (caller, breaker) = around(
+            &config(&[("TASK_BREAKER_CONSECUTIVE_FAILURES", "1"), ("TASK_PROCESSOR_RETRY_ATTEMPTS", "4")]),
+            mock.map_err(BoxError::from),
+        );
+        let pending = tokio::spawn(caller.clone().oneshot(call()));
+        let (_, respond) = handle.next_request().await.unwrap();
+        respond.send_error(Status::unavailable("down"));
+        let error = pending.await.unwrap().unwrap_err();
+        assert_eq!(outcome::classify(Err(error)), outcome::Outcome::CircuitOpen);
+        assert_eq!(breaker.state(), middleware::BreakerState::Open);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.is_err(),
+            "the open circuit let a retry through"
+        );
+    }
 }
