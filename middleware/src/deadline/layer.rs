@@ -11,6 +11,7 @@ use super::Deadline;
 pub struct DeadlineLayer {
     default: Duration,
     max: Duration,
+    margin: Duration,
 }
 
 impl DeadlineLayer {
@@ -19,7 +20,20 @@ impl DeadlineLayer {
     ///
     /// If `default` exceeds `max`, `max` wins for requests without a header too.
     pub fn new(default: Duration, max: Duration) -> Self {
-        Self { default, max }
+        Self {
+            default,
+            max,
+            margin: Duration::ZERO,
+        }
+    }
+
+    /// Ends requests `margin` before the deadline the client sent, so that the answer still
+    /// reaches it in time and this layer's `DeadlineExceeded` comes before any other timer
+    /// set to the client's own value (tonic's, which says `CANCELLED`). The default and the
+    /// cap are not shortened.
+    pub fn with_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
     }
 }
 
@@ -27,6 +41,6 @@ impl<S> Layer<S> for DeadlineLayer {
     type Service = Deadline<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Deadline::new(inner, self.default, self.max)
+        Deadline::new(inner, self.default, self.max).with_margin(self.margin)
     }
 }

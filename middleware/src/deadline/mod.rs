@@ -11,10 +11,11 @@
 //!
 //! tonic's server also enforces the client's `grpc-timeout`, outside every user layer
 //! (failing with `tonic::TimeoutExpired`, which it maps to `CANCELLED`). When the
-//! client's value is the effective one, both timers end at about the same moment and
-//! tonic's, started a little earlier, usually wins. This layer's own contribution is the
-//! default for clients that send none and the cap for clients that ask too much; keep
-//! tonic's `Server::timeout` unset (or above `max`) so it does not shadow them.
+//! client's value is the effective one, both timers would end at about the same moment and
+//! tonic's, started a little earlier, would usually win: [`DeadlineLayer::with_margin`]
+//! makes this layer answer a little before the client's deadline, so its
+//! `DeadlineExceeded` comes first. Keep tonic's `Server::timeout` unset (or above `max`) so
+//! it does not shadow the default and the cap.
 
 mod error;
 mod future;
@@ -53,6 +54,7 @@ pub struct Deadline<S> {
     inner: S,
     default: Duration,
     max: Duration,
+    margin: Duration,
 }
 
 impl<S> Deadline<S> {
@@ -62,13 +64,21 @@ impl<S> Deadline<S> {
             inner,
             default,
             max,
+            margin: Duration::ZERO,
         }
+    }
+
+    /// Answers `margin` before a deadline the client sent; see [`DeadlineLayer::with_margin`].
+    pub fn with_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
     }
 
     /// The effective timeout for a request carrying `header` (if any).
     fn effective_timeout(&self, header: Option<&http::HeaderValue>) -> Duration {
         header
             .and_then(grpc_timeout::parse)
+            .map(|client| client.saturating_sub(self.margin))
             .unwrap_or(self.default)
             .min(self.max)
     }

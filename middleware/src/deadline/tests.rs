@@ -183,3 +183,22 @@ fn remaining_is_zero_after_the_deadline() {
         assert_eq!(d.remaining(), Duration::ZERO);
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_margin_ends_a_client_deadline_early_but_not_the_default() {
+    let (mock, mut handle) = mock::pair::<Request<()>, Response<&'static str>>();
+    let svc = DeadlineLayer::new(DEFAULT, MAX)
+        .with_margin(Duration::from_millis(5))
+        .layer(mock);
+    let start = Instant::now();
+    let fut = tokio::spawn(svc.clone().oneshot(request(Some("50m"))));
+    let (_, _responder) = handle.next_request().await.unwrap();
+    let err = fut.await.unwrap().unwrap_err();
+    assert_eq!(err.downcast_ref::<DeadlineExceeded>().unwrap().timeout, Duration::from_millis(45));
+    assert_eq!(start.elapsed(), Duration::from_millis(45));
+
+    let fut = tokio::spawn(svc.oneshot(request(None)));
+    let (_, _responder) = handle.next_request().await.unwrap();
+    let err = fut.await.unwrap().unwrap_err();
+    assert_eq!(err.downcast_ref::<DeadlineExceeded>().unwrap().timeout, DEFAULT);
+}
