@@ -1,5 +1,6 @@
 //! Compiles `proto/` with protox (pure Rust, no system `protoc`) and keeps the encoded
-//! descriptor set in `OUT_DIR/descriptor.bin` for gRPC reflection.
+//! descriptor set of the API this service serves (`task.proto`) in `OUT_DIR/descriptor.bin`
+//! for gRPC reflection.
 
 use std::{env, fs, path::PathBuf};
 
@@ -13,7 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let descriptors = protox::compile(PROTOS, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out_dir.join("descriptor.bin"), descriptors.encode_to_vec())?;
+    // Reflection describes what this server serves: task.proto, not the Processor's API it calls.
+    let mut served = descriptors.clone();
+    served.file.retain(|file| file.name() == "task.proto");
+    fs::write(out_dir.join("descriptor.bin"), served.encode_to_vec())?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -11,6 +11,7 @@ use crate::{
     config::Config,
     dispatch::{self, DispatchCounters, Dispatcher, DispatcherParts},
     processor::stack,
+    proto::task::task_server::Task,
     server,
     store::{RedisStore, Store},
     validate::StorageRoot,
@@ -35,6 +36,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    serve_with(config, store, listener, shutdown, |api| api).await
+}
+
+/// [`serve`], with the API wrapped by `wrap` (tests wrap it to add slow or failing handlers).
+pub async fn serve_with<T: Task>(
+    config: Config,
+    store: Store,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    wrap: impl FnOnce(TaskApi) -> T,
+) -> Result<(), AppError> {
     let (caller, breaker) = stack::build(&config.processor, &config.processor_addr)?;
     let counters = Arc::new(DispatchCounters::default());
     let dispatcher = Dispatcher::spawn(DispatcherParts {
@@ -46,12 +58,18 @@ pub async fn serve(
         consumer: dispatch::consumer_name(),
         counters,
     });
-    let api = TaskApi::new(store, StorageRoot::new(&config.storage_root));
+    let api = TaskApi::new(store.clone(), StorageRoot::new(&config.storage_root));
     tracing::info!(addr = %listener.local_addr()?, processor = %config.processor_addr, "task service listening");
-    let served = server::run(listener, api, shutdown.cancelled_owned()).await;
+    let serve = server::Serve {
+        task: wrap(api),
+        store,
+        limits: server::Limits::new(&config.server),
+        config: config.server.clone(),
+        grace: config.shutdown_grace,
+    };
+    let served = server::run(listener, serve, shutdown).await;
     dispatcher.shutdown(config.shutdown_grace).await;
-    served?;
-    Ok(())
+    served
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.

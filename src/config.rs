@@ -84,6 +84,30 @@ pub mod vars {
     pub const REAPER_INTERVAL: &str = "TASK_REAPER_INTERVAL";
     /// Time given to in-flight work at shutdown.
     pub const SHUTDOWN_GRACE: &str = "TASK_SHUTDOWN_GRACE";
+    /// Requests in flight beyond which new ones are shed (0: no limit).
+    pub const MAX_IN_FLIGHT: &str = "TASK_MAX_IN_FLIGHT";
+    /// Deadline of a request whose client sent none.
+    pub const REQUEST_TIMEOUT: &str = "TASK_REQUEST_TIMEOUT";
+    /// Longest deadline granted, whatever the client asks.
+    pub const REQUEST_TIMEOUT_MAX: &str = "TASK_REQUEST_TIMEOUT_MAX";
+    /// Requests per second across all clients (0: no limit).
+    pub const RATE_LIMIT_GLOBAL: &str = "TASK_RATE_LIMIT_GLOBAL";
+    /// Burst of the global limit.
+    pub const RATE_LIMIT_GLOBAL_BURST: &str = "TASK_RATE_LIMIT_GLOBAL_BURST";
+    /// Requests per second per client (0: no limit).
+    pub const RATE_LIMIT_PER_CLIENT: &str = "TASK_RATE_LIMIT_PER_CLIENT";
+    /// Burst of the per-client limit.
+    pub const RATE_LIMIT_PER_CLIENT_BURST: &str = "TASK_RATE_LIMIT_PER_CLIENT_BURST";
+    /// What identifies a client: `peer-ip`, `x-forwarded-for` or `metadata:<key>`.
+    pub const RATE_LIMIT_KEY: &str = "TASK_RATE_LIMIT_KEY";
+    /// Clients with their own rate-limit state, at most.
+    pub const RATE_LIMIT_MAX_CLIENTS: &str = "TASK_RATE_LIMIT_MAX_CLIENTS";
+    /// Whether each request gets a span and a request id (`on` or `off`).
+    pub const REQUEST_TRACING: &str = "TASK_REQUEST_TRACING";
+    /// How often health checks Redis.
+    pub const HEALTH_INTERVAL: &str = "TASK_HEALTH_INTERVAL";
+    /// Largest request message accepted, in bytes.
+    pub const MAX_MESSAGE_BYTES: &str = "TASK_MAX_MESSAGE_BYTES";
 }
 
 /// A setting that could not be used; names the variable and says what is expected.
@@ -117,6 +141,44 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// Time given to in-flight requests and calls at shutdown.
     pub shutdown_grace: Duration,
+    /// The gRPC server's layers.
+    pub server: ServerConfig,
+}
+
+/// The gRPC server's middleware, health and limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Requests in flight beyond which new ones are shed; `None`: no limit.
+    pub max_in_flight: Option<usize>,
+    /// Deadline of a request whose client sent none.
+    pub request_timeout: Duration,
+    /// Longest deadline granted.
+    pub request_timeout_max: Duration,
+    /// Global limit: requests per second and burst; `None`: off.
+    pub rate_limit_global: Option<(u32, u32)>,
+    /// Per-client limit: requests per second and burst; `None`: off.
+    pub rate_limit_per_client: Option<(u32, u32)>,
+    /// What identifies a client.
+    pub rate_limit_key: RateLimitKey,
+    /// Clients with their own rate-limit state, at most.
+    pub rate_limit_max_clients: usize,
+    /// Span and request id per request.
+    pub request_tracing: bool,
+    /// How often health checks Redis.
+    pub health_interval: Duration,
+    /// Largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+}
+
+/// What identifies a client for the per-client rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitKey {
+    /// The connection's peer address.
+    PeerIp,
+    /// The first address of `x-forwarded-for`, set by a trusted proxy.
+    ForwardedFor,
+    /// A metadata key's value, such as a client id.
+    Metadata(String),
 }
 
 /// How the service reaches Redis.
@@ -262,7 +324,35 @@ impl Config {
             watch_interval: v.duration(vars::WATCH_INTERVAL, Duration::from_secs(60))?,
             reaper_interval: v.duration(vars::REAPER_INTERVAL, Duration::from_secs(5))?,
         };
+        let server = ServerConfig {
+            max_in_flight: Some(v.parse(
+                vars::MAX_IN_FLIGHT,
+                1024usize,
+                "a whole number (0: no limit)",
+            )?)
+            .filter(|n| *n > 0),
+            request_timeout: v.duration(vars::REQUEST_TIMEOUT, Duration::from_secs(10))?,
+            request_timeout_max: v.duration(vars::REQUEST_TIMEOUT_MAX, Duration::from_secs(60))?,
+            rate_limit_global: v.rate(vars::RATE_LIMIT_GLOBAL, vars::RATE_LIMIT_GLOBAL_BURST, 0)?,
+            rate_limit_per_client: v.rate(
+                vars::RATE_LIMIT_PER_CLIENT,
+                vars::RATE_LIMIT_PER_CLIENT_BURST,
+                10_000,
+            )?,
+            rate_limit_key: v.rate_limit_key(vars::RATE_LIMIT_KEY)?,
+            rate_limit_max_clients: v.positive(vars::RATE_LIMIT_MAX_CLIENTS, 10_000)?,
+            request_tracing: v.switch(vars::REQUEST_TRACING, true)?,
+            health_interval: v.duration(vars::HEALTH_INTERVAL, Duration::from_secs(2))?,
+            max_message_bytes: v.positive(vars::MAX_MESSAGE_BYTES, 16 * 1024)?,
+        };
+        if server.request_timeout_max < server.request_timeout {
+            return Err(v.error(
+                vars::REQUEST_TIMEOUT_MAX,
+                "a duration at least TASK_REQUEST_TIMEOUT",
+            ));
+        }
         Ok(Self {
+            server,
             grpc_addr: SocketAddr::new(grpc_host, grpc_port),
             storage_root,
             processor_addr,
@@ -380,6 +470,52 @@ impl Vars<'_> {
         Ok(value)
     }
 
+    /// A rate in requests per second (0: off) and its burst (default: twice the rate).
+    fn rate(
+        &self,
+        name: &str,
+        burst_name: &str,
+        default: u32,
+    ) -> Result<Option<(u32, u32)>, ConfigError> {
+        let per_second: u32 = self.parse(
+            name,
+            default,
+            "a whole number of requests per second (0: no limit)",
+        )?;
+        if per_second == 0 {
+            return Ok(None);
+        }
+        let burst = self.positive(burst_name, per_second.saturating_mul(2))?;
+        Ok(Some((per_second, burst)))
+    }
+
+    fn rate_limit_key(&self, name: &str) -> Result<RateLimitKey, ConfigError> {
+        let expected =
+            "peer-ip, x-forwarded-for (only behind a proxy that sets it), or metadata:<key>";
+        match self.raw(name) {
+            None | Some("peer-ip") => Ok(RateLimitKey::PeerIp),
+            Some("x-forwarded-for") => Ok(RateLimitKey::ForwardedFor),
+            Some(other) => match other.strip_prefix("metadata:") {
+                Some(key)
+                    if http::HeaderName::from_bytes(key.as_bytes()).is_ok()
+                        && key == key.to_ascii_lowercase() =>
+                {
+                    Ok(RateLimitKey::Metadata(key.to_owned()))
+                }
+                _ => Err(self.error(name, expected)),
+            },
+        }
+    }
+
+    fn switch(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some("on" | "true" | "1") => Ok(true),
+            Some("off" | "false" | "0") => Ok(false),
+            Some(_) => Err(self.error(name, "on or off")),
+        }
+    }
+
     fn key_prefix(&self, name: &str, default: &str) -> Result<String, ConfigError> {
         let value = self.nonempty(name, default)?;
         let expected = "a prefix of printable characters without spaces, '*', '?', '[' or ']', \
@@ -453,11 +589,40 @@ mod tests {
             ("TASK_BREAKER_FAILURE_RATE", "1.5"),
             ("TASK_PROCESSOR_CONCURRENCY", "0"),
             ("TASK_GRPC_HOST", "localhost:1"),
+            ("TASK_RATE_LIMIT_KEY", "cookie"),
+            ("TASK_RATE_LIMIT_KEY", "metadata:Bad Key"),
+            ("TASK_REQUEST_TRACING", "maybe"),
+            ("TASK_MAX_IN_FLIGHT", "-1"),
         ] {
             let err = parse(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");
             assert!(err.to_string().contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn server_layers_can_be_switched_off() {
+        let on = parse(&[]).unwrap().server;
+        assert_eq!(on.max_in_flight, Some(1024));
+        assert_eq!(on.rate_limit_per_client, Some((10_000, 20_000)));
+        assert_eq!(on.rate_limit_global, None);
+        let off = parse(&[
+            ("TASK_MAX_IN_FLIGHT", "0"),
+            ("TASK_RATE_LIMIT_PER_CLIENT", "0"),
+            ("TASK_REQUEST_TRACING", "off"),
+            ("TASK_RATE_LIMIT_GLOBAL", "100"),
+            ("TASK_RATE_LIMIT_KEY", "metadata:x-client-id"),
+        ])
+        .unwrap()
+        .server;
+        assert_eq!(off.max_in_flight, None);
+        assert_eq!(off.rate_limit_per_client, None);
+        assert!(!off.request_tracing);
+        assert_eq!(off.rate_limit_global, Some((100, 200)));
+        assert_eq!(
+            off.rate_limit_key,
+            RateLimitKey::Metadata("x-client-id".into())
+        );
     }
 
     #[test]

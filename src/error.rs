@@ -1,8 +1,15 @@
-//! The one table that turns every failure into a `tonic::Status` with a message a person can act on.
+//! The one table that turns every failure into a `tonic::Status` with a message a person can
+//! act on: the API's own errors ([`Error`]) and the server middleware's ([`status_for`]).
 
-use tonic::{Code, Status};
+use std::time::Duration;
+
+use middleware::{DeadlineExceeded, Overloaded, RateLimitScope, RateLimited};
+use tonic::{Code, Status, metadata::MetadataValue};
 
 use crate::store::StoreError;
+
+/// Errors of the middleware stack.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request's failure.
 #[derive(Debug, thiserror::Error)]
@@ -28,5 +35,87 @@ impl From<Error> for Status {
             Error::Store(_) => Code::Internal,
         };
         Status::new(code, error.to_string())
+    }
+}
+
+/// The status for an error that a server layer returned instead of a response.
+pub fn status_for(error: &BoxError) -> Status {
+    if let Some(e) = error.downcast_ref::<DeadlineExceeded>() {
+        return Status::deadline_exceeded(format!(
+            "the request did not finish within its deadline of {} (the client's grpc-timeout, \
+             else TASK_REQUEST_TIMEOUT, at most TASK_REQUEST_TIMEOUT_MAX)",
+            humantime::format_duration(e.timeout)
+        ));
+    }
+    if let Some(e) = error.downcast_ref::<RateLimited>() {
+        let whose = match e.scope {
+            RateLimitScope::PerClient => {
+                "this client's request rate is over TASK_RATE_LIMIT_PER_CLIENT"
+            }
+            RateLimitScope::Global => "the service's request rate is over TASK_RATE_LIMIT_GLOBAL",
+        };
+        let mut status = Status::resource_exhausted(format!(
+            "rate limited: {whose}; retry after {}",
+            humantime::format_duration(round_ms(e.retry_after))
+        ));
+        retry_hint(&mut status, e.retry_after);
+        return status;
+    }
+    if error.is::<Overloaded>() {
+        return Status::unavailable(
+            "the server is shedding load: too many requests in flight (TASK_MAX_IN_FLIGHT); retry with backoff",
+        );
+    }
+    if let Some(status) = error.downcast_ref::<Status>() {
+        return status.clone();
+    }
+    tracing::error!(%error, "a request failed with an error no layer turned into a status");
+    Status::internal(format!("the server failed to handle the request: {error}"))
+}
+
+/// `retry-after` in whole seconds (HTTP's convention, rounded up) and gRPC's retry pushback in
+/// milliseconds, so that both kinds of client can wait the right time.
+fn retry_hint(status: &mut Status, after: Duration) {
+    let seconds = after.as_millis().div_ceil(1000).max(1);
+    let metadata = status.metadata_mut();
+    metadata.insert("retry-after", MetadataValue::from(seconds as u64));
+    metadata.insert(
+        "grpc-retry-pushback-ms",
+        MetadataValue::from(after.as_millis().max(1) as u64),
+    );
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().max(1) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn middleware_errors_get_their_codes() {
+        let deadline: BoxError = Box::new(DeadlineExceeded {
+            timeout: Duration::from_millis(50),
+        });
+        assert_eq!(status_for(&deadline).code(), Code::DeadlineExceeded);
+
+        let limited: BoxError = Box::new(RateLimited {
+            scope: RateLimitScope::PerClient,
+            retry_after: Duration::from_millis(1500),
+        });
+        let status = status_for(&limited);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.metadata().get("retry-after").unwrap(), "2");
+        assert_eq!(
+            status.metadata().get("grpc-retry-pushback-ms").unwrap(),
+            "1500"
+        );
+
+        let shed: BoxError = Box::new(Overloaded::new());
+        assert_eq!(status_for(&shed).code(), Code::Unavailable);
+
+        let other: BoxError = "boom".into();
+        assert_eq!(status_for(&other).code(), Code::Internal);
     }
 }

@@ -12,5 +12,5 @@ pub mod processor {
     tonic::include_proto!("processor");
 }
 
-/// The encoded `FileDescriptorSet` of both protos.
+/// The encoded `FileDescriptorSet` of the API served (`task.proto`), for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

@@ -21,7 +21,10 @@ use crate::{
 
 /// The stack around the Processor at `addr`, boxed, and a handle on its circuit breaker (for the
 /// dispatcher, health and metrics).
-pub fn build(config: &ProcessorConfig, addr: &str) -> Result<(Caller, BreakerHandle), tonic::transport::Error> {
+pub fn build(
+    config: &ProcessorConfig,
+    addr: &str,
+) -> Result<(Caller, BreakerHandle), tonic::transport::Error> {
     let call = ProcessVideoCall::new(addr, config.connect_timeout, config.timeout)?;
     Ok(around(config, call))
 }
@@ -88,7 +91,10 @@ mod tests {
     use crate::config::Config;
 
     fn config(pairs: &[(&str, &str)]) -> ProcessorConfig {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_vars(&map).unwrap().processor
     }
 
@@ -99,12 +105,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn calls_in_flight_never_exceed_the_concurrency_cap() {
         let (mock, mut handle) = mock::pair::<ProcessCall, ()>();
-        let (caller, _) = around(&config(&[("TASK_PROCESSOR_CONCURRENCY", "2")]), mock.map_err(BoxError::from));
-        let mut calls: Vec<_> = (0..3).map(|_| tokio::spawn(caller.clone().oneshot(call()))).collect();
+        let (caller, _) = around(
+            &config(&[("TASK_PROCESSOR_CONCURRENCY", "2")]),
+            mock.map_err(BoxError::from),
+        );
+        let mut calls: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(caller.clone().oneshot(call())))
+            .collect();
         let first = handle.next_request().await.unwrap();
         let _second = handle.next_request().await.unwrap();
         assert!(
-            tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.is_err(),
+            tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+                .await
+                .is_err(),
             "a third call reached the Processor while two were in flight"
         );
         first.1.send_response(());
@@ -117,7 +130,10 @@ mod tests {
     async fn an_open_circuit_spends_no_retries() {
         let (mock, mut handle) = mock::pair::<ProcessCall, ()>();
         let (caller, breaker) = around(
-            &config(&[("TASK_BREAKER_CONSECUTIVE_FAILURES", "1"), ("TASK_PROCESSOR_RETRY_ATTEMPTS", "4")]),
+            &config(&[
+                ("TASK_BREAKER_CONSECUTIVE_FAILURES", "1"),
+                ("TASK_PROCESSOR_RETRY_ATTEMPTS", "4"),
+            ]),
             mock.map_err(BoxError::from),
         );
         let pending = tokio::spawn(caller.clone().oneshot(call()));
@@ -127,7 +143,9 @@ mod tests {
         assert_eq!(outcome::classify(Err(error)), outcome::Outcome::CircuitOpen);
         assert_eq!(breaker.state(), middleware::BreakerState::Open);
         assert!(
-            tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.is_err(),
+            tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+                .await
+                .is_err(),
             "the open circuit let a retry through"
         );
     }

@@ -4,9 +4,11 @@
 use std::{collections::HashMap, net::SocketAddr, process::Stdio, time::Duration};
 
 use task_service::{
+    api::TaskApi,
     app::{self, AppError},
     config::Config,
     proto::task::task_client::TaskClient,
+    proto::task::task_server::Task,
     store::{RedisStore, Store},
 };
 use tokio::{net::TcpListener, process::Child, task::JoinHandle};
@@ -67,14 +69,24 @@ impl TestService {
 
     /// Starts it with a given store.
     pub async fn start_with(config: Config, store: Store) -> Self {
+        Self::start_wrapped(config, store, |api| api).await
+    }
+
+    /// Starts it with the API wrapped by `wrap` (to add slow or panicking handlers).
+    pub async fn start_wrapped<T: Task>(
+        config: Config,
+        store: Store,
+        wrap: impl FnOnce(TaskApi) -> T + Send + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let join = tokio::spawn(app::serve(
+        let join = tokio::spawn(app::serve_with(
             config.clone(),
             store.clone(),
             listener,
             shutdown.clone(),
+            wrap,
         ));
         Self {
             addr,

@@ -194,11 +194,17 @@ async fn the_margin_ends_a_client_deadline_early_but_not_the_default() {
     let fut = tokio::spawn(svc.clone().oneshot(request(Some("50m"))));
     let (_, _responder) = handle.next_request().await.unwrap();
     let err = fut.await.unwrap().unwrap_err();
-    assert_eq!(err.downcast_ref::<DeadlineExceeded>().unwrap().timeout, Duration::from_millis(45));
+    assert_eq!(
+        err.downcast_ref::<DeadlineExceeded>().unwrap().timeout,
+        Duration::from_millis(45)
+    );
     assert_eq!(start.elapsed(), Duration::from_millis(45));
 
     let fut = tokio::spawn(svc.oneshot(request(None)));
     let (_, _responder) = handle.next_request().await.unwrap();
     let err = fut.await.unwrap().unwrap_err();
-    assert_eq!(err.downcast_ref::<DeadlineExceeded>().unwrap().timeout, DEFAULT);
+    assert_eq!(
+        err.downcast_ref::<DeadlineExceeded>().unwrap().timeout,
+        DEFAULT
+    );
 }

@@ -1,0 +1,66 @@
+//! Health (grpc.health.v1) that follows Redis: SERVING while it answers, NOT_SERVING while it
+//! doesn't, for `""` and `task.Task`; NOT_SERVING for good once shutdown begins.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{proto::task::task_server::TaskServer, store::Store};
+
+/// The service names health answers for: the whole server and `task.Task`.
+const NAMES: [&str; 2] = ["", <TaskServer<crate::api::TaskApi> as NamedService>::NAME];
+
+/// Sets every name to `status`.
+pub async fn set(reporter: &HealthReporter, status: ServingStatus) {
+    for name in NAMES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Checks the store every `interval` until `stop`, then reports NOT_SERVING.
+pub async fn follow_store(
+    reporter: HealthReporter,
+    store: Store,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = None;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = stop.cancelled() => break,
+        }
+        let status = match tokio::time::timeout(
+            interval.max(Duration::from_millis(100)),
+            store.ping(),
+        )
+        .await
+        {
+            Ok(Ok(())) => ServingStatus::Serving,
+            Ok(Err(e)) => {
+                if last != Some(ServingStatus::NotServing) {
+                    tracing::warn!(error = %e, "health: NOT_SERVING, the store does not answer");
+                }
+                ServingStatus::NotServing
+            }
+            Err(_) => {
+                if last != Some(ServingStatus::NotServing) {
+                    tracing::warn!("health: NOT_SERVING, the store did not answer in time");
+                }
+                ServingStatus::NotServing
+            }
+        };
+        if last == Some(ServingStatus::NotServing) && status == ServingStatus::Serving {
+            tracing::info!("health: SERVING again, the store answers");
+        }
+        if !stop.is_cancelled() {
+            set(&reporter, status).await;
+        }
+        last = Some(status);
+    }
+    set(&reporter, ServingStatus::NotServing).await;
+}
