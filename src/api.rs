@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     error::Error,
+    metrics::Metrics,
     proto::task::{
         CreateTaskRequest, CreateTaskResponse, GetTaskStatusRequest, GetTaskStatusResponse,
         task_server,
@@ -18,12 +19,17 @@ use crate::{
 pub struct TaskApi {
     store: Store,
     storage: StorageRoot,
+    metrics: Metrics,
 }
 
 impl TaskApi {
-    /// An API over `store`.
-    pub fn new(store: Store, storage: StorageRoot) -> Self {
-        Self { store, storage }
+    /// An API over `store`, counting in `metrics`.
+    pub fn new(store: Store, storage: StorageRoot, metrics: Metrics) -> Self {
+        Self {
+            store,
+            storage,
+            metrics,
+        }
     }
 
     /// Creates a PENDING task and its dispatch entry in one atomic step; the dispatcher hands
@@ -34,7 +40,13 @@ impl TaskApi {
             .map_err(Error::InvalidArgument)?;
         let id = TaskId::new_v4();
         let record = TaskRecord::new_pending(id, original_file_key, &now_timestamp());
-        self.store.create(&record, &[]).await?;
+        let span = tracing::Span::current();
+        span.record("task.id", tracing::field::display(id));
+        // The request's trace context travels with the queue entry, so that the dispatch and
+        // the Processor's spans join this request's trace.
+        let trace = observability::propagation::to_fields(&span);
+        self.store.create(&record, &trace).await?;
+        self.metrics.tasks_created.inc();
         tracing::debug!(task.id = %id, "task created");
         Ok(id)
     }

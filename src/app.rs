@@ -1,15 +1,14 @@
 //! Wiring: the store, the Processor client stack, the dispatcher and the server, started and
 //! stopped in the right order.
 
-use std::sync::Arc;
-
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::TaskApi,
     config::Config,
-    dispatch::{self, DispatchCounters, Dispatcher, DispatcherParts},
+    dispatch::{self, Dispatcher, DispatcherParts},
+    metrics::{self, Live, Metrics},
     processor::stack,
     proto::task::task_server::Task,
     server,
@@ -47,28 +46,50 @@ pub async fn serve_with<T: Task>(
     shutdown: CancellationToken,
     wrap: impl FnOnce(TaskApi) -> T,
 ) -> Result<(), AppError> {
-    let (caller, breaker) = stack::build(&config.processor, &config.processor_addr)?;
-    let counters = Arc::new(DispatchCounters::default());
+    let metrics = Metrics::default();
+    let processor = stack::build(&config.processor, &config.processor_addr)?;
+    let limits = server::Limits::new(&config.server);
+    let registry = metrics.registry(Live {
+        breaker: Some(processor.breaker.clone()),
+        processor_slots: Some((processor.slots.clone(), config.processor.concurrency)),
+        rate_limit: limits.rate_limit.clone(),
+        load_shed: limits.load_shed.clone(),
+    });
+    let metrics_listener = TcpListener::bind(config.metrics_addr).await.map_err(|e| {
+        format!(
+            "cannot listen on {} (TASK_METRICS_PORT): {e}",
+            config.metrics_addr
+        )
+    })?;
+    tracing::info!(addr = %metrics_listener.local_addr()?, "metrics at /metrics");
+    let metrics_server = tokio::spawn(metrics::serve(metrics_listener, registry, shutdown.clone()));
+
     let dispatcher = Dispatcher::spawn(DispatcherParts {
         store: store.clone(),
-        caller,
-        breaker: Some(breaker),
+        caller: processor.caller,
+        breaker: Some(processor.breaker),
         config: config.dispatch.clone(),
         concurrency: config.processor.concurrency,
         consumer: dispatch::consumer_name(),
-        counters,
+        metrics: metrics.clone(),
     });
-    let api = TaskApi::new(store.clone(), StorageRoot::new(&config.storage_root));
+    let api = TaskApi::new(
+        store.clone(),
+        StorageRoot::new(&config.storage_root),
+        metrics.clone(),
+    );
     tracing::info!(addr = %listener.local_addr()?, processor = %config.processor_addr, "task service listening");
     let serve = server::Serve {
         task: wrap(api),
         store,
-        limits: server::Limits::new(&config.server),
+        limits,
+        metrics,
         config: config.server.clone(),
         grace: config.shutdown_grace,
     };
     let served = server::run(listener, serve, shutdown).await;
     dispatcher.shutdown(config.shutdown_grace).await;
+    let _ = metrics_server.await;
     served
 }
 

@@ -108,6 +108,8 @@ pub mod vars {
     pub const HEALTH_INTERVAL: &str = "TASK_HEALTH_INTERVAL";
     /// Largest request message accepted, in bytes.
     pub const MAX_MESSAGE_BYTES: &str = "TASK_MAX_MESSAGE_BYTES";
+    /// Port of the Prometheus endpoint (`0`: any free port).
+    pub const METRICS_PORT: &str = "TASK_METRICS_PORT";
 }
 
 /// A setting that could not be used; names the variable and says what is expected.
@@ -127,6 +129,8 @@ pub struct ConfigError {
 pub struct Config {
     /// Where the gRPC server listens.
     pub grpc_addr: SocketAddr,
+    /// Where the Prometheus endpoint listens (same host as the gRPC server).
+    pub metrics_addr: SocketAddr,
     /// The shared storage root.
     pub storage_root: PathBuf,
     /// The Processor's `host:port`.
@@ -351,8 +355,14 @@ impl Config {
                 "a duration at least TASK_REQUEST_TIMEOUT",
             ));
         }
+        let metrics_port: u16 = v.parse(
+            vars::METRICS_PORT,
+            9464,
+            "a port number 0-65535 (0: any free port)",
+        )?;
         Ok(Self {
             server,
+            metrics_addr: SocketAddr::new(grpc_host, metrics_port),
             grpc_addr: SocketAddr::new(grpc_host, grpc_port),
             storage_root,
             processor_addr,

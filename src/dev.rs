@@ -32,6 +32,8 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
     let processor_shutdown = shutdown.clone();
     let processor_task = tokio::spawn(
         tonic::transport::Server::builder()
+            // A span per call, joined to the dispatcher's trace by its traceparent.
+            .layer(crate::server::trace::layer(true))
             .add_service(processor)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(processor_listener),
@@ -40,6 +42,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
     );
 
     config.grpc_addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), config.grpc_addr.port());
+    config.metrics_addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), config.metrics_addr.port());
     let listener = TcpListener::bind(config.grpc_addr).await.map_err(|e| {
         format!(
             "cannot listen on {}: {e} (set TASK_GRPC_PORT to another port)",

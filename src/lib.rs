@@ -11,6 +11,7 @@
 //! - [`api`]: the `task.Task` gRPC API; [`error`]: failures to gRPC statuses, in one table.
 //! - [`processor`]: the Processor client stack and the reference Processor.
 //! - [`dispatch`]: the dispatcher, its leases and the reaper.
+//! - [`metrics`]: the Prometheus figures and their endpoint.
 //! - [`server`]: the gRPC server; [`app`]: the wiring; [`dev`]: the embedded default.
 //! - [`proto`]: the generated code.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod dev;
 pub mod dispatch;
 pub mod error;
+pub mod metrics;
 pub mod processor;
 pub mod proto;
 pub mod server;

@@ -33,8 +33,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_format = match observability::LogFormat::from_env() {
-        Ok(format) => format,
+    let telemetry_config = match observability::TelemetryConfig::from_env("task-service") {
+        Ok(config) => config,
         Err(e) => {
             eprintln!("task-service: {e}");
             return ExitCode::from(2);
@@ -48,10 +48,12 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let _telemetry = observability::init(log_format);
+        let telemetry = observability::init(&telemetry_config).map_err(|e| {
+            format!("cannot set up trace export (OTEL_EXPORTER_OTLP_ENDPOINT): {e}")
+        })?;
         let shutdown = CancellationToken::new();
         tokio::spawn(app::cancel_on_signal(shutdown.clone()));
-        match cli.mode {
+        let result = match cli.mode {
             Some(Mode::Dev) => dev::run(config, shutdown).await,
             None => {
                 let store = app::redis_store(&config)?;
@@ -63,7 +65,10 @@ fn main() -> ExitCode {
                 })?;
                 app::serve(config, store, listener, shutdown).await
             }
-        }
+        };
+        // Last: the spans of the shutdown itself are exported too.
+        telemetry.shutdown().await;
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

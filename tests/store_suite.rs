@@ -309,7 +309,7 @@ async fn accepted_tasks_are_watched_until_final(store: Store) {
         .unwrap();
     for entry in &entries {
         let expected = if entry.task_id == done.task_id {
-            AcceptOutcome::Final
+            AcceptOutcome::Final("COMPLETED".into())
         } else {
             AcceptOutcome::Watching
         };

@@ -1,47 +1,52 @@
-//! Tracing setup for the Task service's binaries: one [`init`] that installs the subscriber.
+//! Telemetry for the Task service's binaries: logs, OpenTelemetry traces exported over OTLP,
+//! and W3C trace-context propagation.
 //!
-//! `RUST_LOG` filters (default `info`); `TASK_LOG_FORMAT=json` switches from human-readable lines
-//! to one JSON object per line.
+//! # Layout
+//! - [`init`] installs the `tracing` subscriber: an env-filtered log layer (human lines or JSON)
+//!   and an OpenTelemetry layer. It returns a [`Telemetry`] guard that flushes on shutdown.
+//! - [`config`]: what to set up, from the standard `OTEL_*` variables and `TASK_LOG_FORMAT`.
+//! - [`propagation`]: W3C `traceparent`/`tracestate` in and out of gRPC metadata and queue entries.
+//!
+//! Spans always get OpenTelemetry contexts, so a caller's trace continues through the service
+//! to the Processor even when nothing is exported; spans are exported only when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Export runs
+//! in a batch task: an unreachable collector costs dropped spans and a warning per failed batch,
+//! never a blocked or slower request.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+pub mod config;
+mod otlp;
+pub mod propagation;
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Human,
-    /// One JSON object per line.
-    Json,
-}
+pub use config::{LogFormat, TelemetryConfig};
+pub use otlp::Telemetry;
 
-impl LogFormat {
-    /// Reads `TASK_LOG_FORMAT` (`human`, the default, or `json`).
-    pub fn from_env() -> Result<Self, String> {
-        match std::env::var("TASK_LOG_FORMAT").as_deref() {
-            Err(_) | Ok("") | Ok("human") => Ok(Self::Human),
-            Ok("json") => Ok(Self::Json),
-            Ok(other) => Err(format!(
-                "invalid TASK_LOG_FORMAT={other:?}: expected human or json"
-            )),
-        }
-    }
-}
+use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter, fmt, prelude::*};
 
-/// Installs the global subscriber; the returned guard flushes what is buffered when dropped.
-pub fn init(format: LogFormat) -> Guard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
-        LogFormat::Human => registry.with(fmt::layer().with_target(false)).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json()).try_init(),
+/// The log filter when `RUST_LOG` is not set: our own `info`, and only warnings from the
+/// libraries underneath (OpenTelemetry's export errors among them).
+const DEFAULT_FILTER: &str = "info,h2=warn,hyper=warn,tower=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn";
+
+/// Installs the global subscriber and the W3C propagator; call once, inside the Tokio runtime
+/// when an OTLP endpoint is configured. A second call leaves the first subscriber in place.
+pub fn init(config: &TelemetryConfig) -> Result<Telemetry, opentelemetry_otlp::ExporterBuildError> {
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let telemetry = Telemetry::new(config)?;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let logs = match config.log_format {
+        LogFormat::Human => fmt::layer().with_target(false).boxed(),
+        LogFormat::Json => fmt::layer().json().boxed(),
     };
-    Guard { _private: () }
-}
-
-/// Flushes telemetry when dropped.
-#[derive(Debug)]
-pub struct Guard {
-    _private: (),
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(telemetry.tracer())
+        .with_filter(LevelFilter::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces)
+        .try_init();
+    Ok(telemetry)
 }

@@ -32,9 +32,19 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _telemetry = observability::init(
-        observability::LogFormat::from_env().unwrap_or(observability::LogFormat::Human),
-    );
+    let telemetry = match observability::TelemetryConfig::from_env("dev-processor")
+        .map(|config| observability::init(&config))
+    {
+        Ok(Ok(telemetry)) => telemetry,
+        Ok(Err(e)) => {
+            eprintln!("dev-processor: cannot set up trace export: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("dev-processor: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -53,12 +63,15 @@ async fn main() -> ExitCode {
         .with_work_time(cli.work_time);
     tracing::info!(listen = %cli.listen, redis = %format!("{}:{}", config.redis.host, config.redis.port), "dev-processor (reference Processor) listening");
     let served = tonic::transport::Server::builder()
+        // A span per call, joined to the dispatcher's trace by its traceparent.
+        .layer(task_service::server::trace::layer(true))
         .add_service(processor.into_service())
         .serve_with_shutdown(cli.listen, async {
             let shutdown = tokio_util::sync::CancellationToken::new();
             app::cancel_on_signal(shutdown.clone()).await;
         })
         .await;
+    telemetry.shutdown().await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

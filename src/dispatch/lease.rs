@@ -25,7 +25,7 @@ pub(super) async fn renew(shared: Arc<Shared>) {
                 for id in lost {
                     // Another instance took it over (our renewals came too late): both may now
                     // call the Processor, which treats task_id as its idempotency key.
-                    shared.counters.leases_lost.inc();
+                    shared.metrics.dispatch_leases_lost.inc();
                     tracing::warn!(entry = %id, "lost the lease of an entry still in flight here");
                 }
             }

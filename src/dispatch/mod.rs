@@ -18,7 +18,6 @@
 //! The [`reaper`] runs beside it: watched tasks get their TTL when final, or end FAILED when
 //! stalled.
 
-pub mod counters;
 pub mod lease;
 pub mod outcome;
 pub mod reaper;
@@ -37,14 +36,15 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use tower::{ServiceExt, util::BoxCloneSyncService};
+use tracing::{Instrument, field::Empty};
 
-pub use counters::DispatchCounters;
-use outcome::Outcome;
+use outcome::Outcome as CallResult;
 
 use crate::{
     config::DispatchConfig,
+    metrics::{Metrics, Outcome},
     processor::{ProcessCall, client::BoxError},
-    store::{FailOutcome, FailRequest, QueueEntry, Store, StoreError},
+    store::{AcceptOutcome, FailOutcome, FailRequest, QueueEntry, Store, StoreError},
     task::{TaskId, TaskStatus, now_timestamp},
 };
 
@@ -61,7 +61,7 @@ struct Shared {
     breaker: Option<BreakerHandle>,
     config: DispatchConfig,
     consumer: String,
-    counters: Arc<DispatchCounters>,
+    metrics: Metrics,
     /// Entries held by this instance; their leases are renewed.
     held: Mutex<HashSet<String>>,
     /// Set at shutdown: take no more entries, stop waiting.
@@ -86,7 +86,7 @@ pub struct DispatcherParts {
     /// This instance's consumer name.
     pub consumer: String,
     /// Where the figures go.
-    pub counters: Arc<DispatchCounters>,
+    pub metrics: Metrics,
 }
 
 /// A running dispatcher (and its reaper).
@@ -110,7 +110,7 @@ impl Dispatcher {
             breaker: parts.breaker,
             config: parts.config,
             consumer: parts.consumer,
-            counters: parts.counters,
+            metrics: parts.metrics,
             held: Mutex::default(),
             stop: stop.clone(),
             abort: abort.clone(),
@@ -119,7 +119,7 @@ impl Dispatcher {
         let reaper = tokio::spawn(reaper::run(
             shared.store.clone(),
             shared.config.clone(),
-            shared.counters.clone(),
+            shared.metrics.clone(),
             stop.clone(),
         ));
         let main = tokio::spawn(run(shared, concurrency));
@@ -238,26 +238,43 @@ async fn run(shared: Arc<Shared>, concurrency: usize) {
     renewals.abort();
 }
 
-/// Carries one entry to its end: a verdict, then the store write that records it.
-async fn deliver(shared: Arc<Shared>, entry: QueueEntry, _slot: OwnedSemaphorePermit) {
+/// Carries one entry to its end, in a span that joins the creating request's trace.
+async fn deliver(shared: Arc<Shared>, entry: QueueEntry, slot: OwnedSemaphorePermit) {
+    let span = tracing::info_span!(
+        "dispatch",
+        otel.name = "dispatch ProcessVideo",
+        task.id = %entry.task_id,
+        dispatch.entry = %entry.id,
+        dispatch.deliveries = entry.deliveries,
+        dispatch.outcome = Empty,
+    );
+    observability::propagation::set_parent_from_fields(&span, &entry.trace);
+    deliver_in_span(shared, entry, slot).instrument(span).await;
+}
+
+/// A verdict, then the store write that records it.
+async fn deliver_in_span(shared: Arc<Shared>, entry: QueueEntry, _slot: OwnedSemaphorePermit) {
     let verdict = if TaskId::parse(&entry.task_id).is_err() {
         tracing::warn!(entry = %entry.id, task.id = %entry.task_id, "dropping a dispatch entry without a valid task id");
-        Verdict::Fail("malformed dispatch entry".into())
+        Verdict::Fail(Outcome::Malformed, "malformed dispatch entry".into())
     } else {
         shared.verdict(&entry).await
     };
+    tracing::Span::current().record("dispatch.outcome", verdict.name());
     match verdict {
         Verdict::Accepted => {
             let next_check = now_ms() + shared.config.watch_interval.as_millis() as u64;
-            if shared
+            if let Some(accepted) = shared
                 .record(|| shared.store.accepted(&entry, next_check))
                 .await
-                .is_some()
             {
-                shared.counters.accepted.inc();
+                shared.metrics.dispatch_accepted.inc();
+                if let AcceptOutcome::Final(status) = accepted {
+                    shared.metrics.ended(Outcome::of_status(&status));
+                }
             }
         }
-        Verdict::Fail(message) => {
+        Verdict::Fail(outcome, message) => {
             let now = now_timestamp();
             let request = FailRequest {
                 task_id: &entry.task_id,
@@ -268,7 +285,7 @@ async fn deliver(shared: Arc<Shared>, entry: QueueEntry, _slot: OwnedSemaphorePe
             };
             if let Some(FailOutcome::Failed) = shared.record(|| shared.store.fail(request)).await {
                 tracing::info!(task.id = %entry.task_id, %message, "task failed");
-                shared.counters.failed.inc();
+                shared.metrics.ended(outcome);
             }
         }
         Verdict::GiveBack => {
@@ -290,9 +307,19 @@ enum Verdict {
     /// The Processor has the task.
     Accepted,
     /// The task ends FAILED with this message.
-    Fail(String),
+    Fail(Outcome, String),
     /// Shutting down: leave the entry to another instance.
     GiveBack,
+}
+
+impl Verdict {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Fail(..) => "failed",
+            Self::GiveBack => "given back",
+        }
+    }
 }
 
 impl Shared {
@@ -367,7 +394,7 @@ impl Shared {
         for mut entry in claimed.drain(..) {
             let before = idle.iter().find(|p| p.id == entry.id);
             entry.deliveries = before.map_or(1, |p| p.deliveries + 1);
-            self.counters.reclaimed.inc();
+            self.metrics.dispatch_rescues.inc();
             tracing::info!(
                 entry = %entry.id,
                 task.id = %entry.task_id,
@@ -391,8 +418,7 @@ impl Shared {
                     entry_id: Some(&entry.id),
                 };
                 if self.store.fail(request).await? == FailOutcome::Failed {
-                    self.counters.poisoned.inc();
-                    self.counters.failed.inc();
+                    self.metrics.ended(Outcome::Poisoned);
                 }
                 continue;
             }
@@ -414,11 +440,13 @@ impl Shared {
                 let last = last_error
                     .map(|e| format!("; last error: {e}"))
                     .unwrap_or_default();
-                self.counters.expired.inc();
-                return Verdict::Fail(format!(
-                    "the processor did not accept the task within {} (TASK_DISPATCH_MAX_AGE){last}",
-                    humantime::format_duration(max_age)
-                ));
+                return Verdict::Fail(
+                    Outcome::Expired,
+                    format!(
+                        "the processor did not accept the task within {} (TASK_DISPATCH_MAX_AGE){last}",
+                        humantime::format_duration(max_age)
+                    ),
+                );
             }
             let waited = tokio::select! {
                 open = self.wait_while_open(rejected_by_circuit) => open,
@@ -427,34 +455,42 @@ impl Shared {
             if !waited {
                 return Verdict::GiveBack;
             }
-            let call = ProcessCall::new(&entry.task_id, &entry.original_file_key, &entry.trace);
+            let call = ProcessCall::new(&entry.task_id, &entry.original_file_key);
             let result = tokio::select! {
                 result = self.caller.clone().oneshot(call.clone()) => result,
                 () = self.abort.cancelled() => return Verdict::GiveBack,
             };
             attempts += call.attempts();
+            self.metrics
+                .dispatch_retries
+                .inc_by(u64::from(call.attempts().saturating_sub(1)));
             rejected_by_circuit = false;
             match outcome::classify(result) {
-                Outcome::Accepted => return Verdict::Accepted,
-                Outcome::Rejected(message) => {
-                    return Verdict::Fail(format!("the processor rejected the task: {message}"));
+                CallResult::Accepted => return Verdict::Accepted,
+                CallResult::Rejected(message) => {
+                    return Verdict::Fail(
+                        Outcome::Rejected,
+                        format!("the processor rejected the task: {message}"),
+                    );
                 }
-                Outcome::CircuitOpen => {
-                    self.counters.deferred.inc();
+                CallResult::CircuitOpen => {
+                    self.metrics.dispatch_deferred.inc();
                     rejected_by_circuit = true;
                 }
-                Outcome::Transient { message, deadline } => {
+                CallResult::Transient { message, deadline } => {
                     if deadline && self.processor_has_it(&entry.task_id).await {
                         return Verdict::Accepted;
                     }
                     if attempts >= self.config.max_attempts {
-                        self.counters.exhausted.inc();
-                        return Verdict::Fail(format!(
-                            "the processor was unreachable after {attempts} attempts over {}: {message}",
-                            humantime::format_duration(Duration::from_secs(
-                                started.elapsed().as_secs()
-                            ))
-                        ));
+                        return Verdict::Fail(
+                            Outcome::Unreachable,
+                            format!(
+                                "the processor was unreachable after {attempts} attempts over {}: {message}",
+                                humantime::format_duration(Duration::from_secs(
+                                    started.elapsed().as_secs()
+                                ))
+                            ),
+                        );
                     }
                     last_error = Some(message);
                     self.pause(self.config.round_delay).await;

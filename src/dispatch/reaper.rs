@@ -3,15 +3,16 @@
 //! final state), one with no update for `TASK_STALL_TIMEOUT` ends FAILED as stalled. It also
 //! forgets consumers of instances that are gone.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::{DispatchCounters, now_ms};
+use super::now_ms;
 use crate::{
     config::DispatchConfig,
-    store::{FailOutcome, FailRequest, Settled, Store, StoreError},
+    metrics::{Metrics, Outcome},
+    store::{FailOutcome, FailRequest, QueueStats, Settled, Store, StoreError},
     task::{is_terminal_text, now_timestamp, parse_timestamp},
 };
 
@@ -22,7 +23,7 @@ const BATCH: usize = 256;
 pub(super) async fn run(
     store: Store,
     config: DispatchConfig,
-    counters: Arc<DispatchCounters>,
+    metrics: Metrics,
     stop: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(config.reaper_interval);
@@ -32,8 +33,12 @@ pub(super) async fn run(
             _ = ticks.tick() => {}
             () = stop.cancelled() => return,
         }
-        if let Err(e) = sweep(&store, &config, &counters).await {
+        if let Err(e) = sweep(&store, &config, &metrics).await {
             tracing::warn!(error = %e, "reaper: cannot look at watched tasks");
+        }
+        match store.queue_stats().await {
+            Ok(stats) => record_queue(&metrics, &stats),
+            Err(e) => tracing::warn!(error = %e, "reaper: cannot read the queue's figures"),
         }
         let gone_after = (config.visibility_timeout * 4).max(Duration::from_secs(600));
         match store.forget_consumers(gone_after).await {
@@ -51,7 +56,7 @@ pub(super) async fn run(
 pub async fn sweep(
     store: &Store,
     config: &DispatchConfig,
-    counters: &DispatchCounters,
+    metrics: &Metrics,
 ) -> Result<(), StoreError> {
     loop {
         let now = now_ms();
@@ -62,8 +67,11 @@ pub async fn sweep(
         let next_check = now + config.watch_interval.as_millis() as u64;
         let settled = store.settle(&due, next_check).await?;
         for (task_id, found) in due.iter().zip(settled) {
+            if let Some(status) = found.status.as_deref().filter(|s| is_terminal_text(s)) {
+                metrics.ended(Outcome::of_status(status));
+            }
             if let Some(reason) = stalled(&found, config.stall_timeout) {
-                fail_stalled(store, task_id, &found, &reason, counters).await?;
+                fail_stalled(store, task_id, &found, &reason, metrics).await?;
             }
         }
         if due.len() < BATCH {
@@ -100,7 +108,7 @@ async fn fail_stalled(
     task_id: &str,
     found: &Settled,
     reason: &str,
-    counters: &DispatchCounters,
+    metrics: &Metrics,
 ) -> Result<(), StoreError> {
     let now = now_timestamp();
     let request = FailRequest {
@@ -111,9 +119,19 @@ async fn fail_stalled(
         entry_id: None,
     };
     if store.fail(request).await? == FailOutcome::Failed {
-        counters.stalled.inc();
-        counters.failed.inc();
+        metrics.ended(Outcome::Stalled);
         tracing::warn!(task.id = %task_id, %reason, "task failed as stalled");
     }
     Ok(())
+}
+
+/// Sets the queue gauges.
+fn record_queue(metrics: &Metrics, stats: &QueueStats) {
+    metrics.queue_depth.set(stats.depth as i64);
+    metrics.queue_pending.set(stats.pending as i64);
+    metrics.watched_tasks.set(stats.watched as i64);
+    let age_ms = stats
+        .oldest_ms
+        .map_or(0, |oldest| now_ms().saturating_sub(oldest));
+    metrics.queue_oldest_age.set(age_ms as f64 / 1000.0);
 }

@@ -1,6 +1,7 @@
 //! One ProcessVideo attempt as a tower service: the innermost layer of the dispatcher's client
-//! stack. It carries the per-attempt deadline (sent as `grpc-timeout` and enforced here) and the
-//! task's trace context; its request is cloneable so that retry can wrap it.
+//! stack. It carries the per-attempt deadline (sent as `grpc-timeout` and enforced here), opens
+//! the attempt's span and the client span, and sends the trace context as `traceparent`; its
+//! request is cloneable so that retry can wrap it.
 
 use std::{
     future::Future,
@@ -13,38 +14,38 @@ use std::{
     time::Duration,
 };
 
+use middleware::BreakerHandle;
 use tonic::{
     Status,
     metadata::{MetadataKey, MetadataValue},
     transport::{Channel, Endpoint},
 };
 use tower::Service;
+use tracing::{Instrument, field::Empty};
 
 use crate::proto::processor::{ProcessVideoRequest, processor_client::ProcessorClient};
 
 /// Errors of the client stack.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One task to hand to the Processor: the prost message plus what travels with every attempt.
+/// One task to hand to the Processor: the prost message plus the attempt count that every
+/// clone (every retry) shares.
 #[derive(Clone, Debug)]
 pub struct ProcessCall {
     /// The message sent.
     pub message: ProcessVideoRequest,
-    /// The creating request's trace context, sent as metadata.
-    pub trace: Arc<[(String, String)]>,
     /// Attempts made so far, shared by every clone (retries included).
     pub attempts: Arc<AtomicU32>,
 }
 
 impl ProcessCall {
     /// A call for one task.
-    pub fn new(task_id: &str, original_file_key: &str, trace: &[(String, String)]) -> Self {
+    pub fn new(task_id: &str, original_file_key: &str) -> Self {
         Self {
             message: ProcessVideoRequest {
                 task_id: task_id.to_owned(),
                 original_file_key: original_file_key.to_owned(),
             },
-            trace: trace.into(),
             attempts: Arc::default(),
         }
     }
@@ -60,6 +61,8 @@ impl ProcessCall {
 pub struct ProcessVideoCall {
     client: ProcessorClient<Channel>,
     timeout: Duration,
+    addr: Arc<str>,
+    breaker: Option<BreakerHandle>,
 }
 
 impl ProcessVideoCall {
@@ -78,7 +81,15 @@ impl ProcessVideoCall {
         Ok(Self {
             client: ProcessorClient::new(channel),
             timeout,
+            addr: addr.into(),
+            breaker: None,
         })
+    }
+
+    /// Records the state of this breaker on each attempt's span.
+    pub fn with_breaker(mut self, breaker: BreakerHandle) -> Self {
+        self.breaker = Some(breaker);
+        self
     }
 }
 
@@ -95,27 +106,51 @@ impl Service<ProcessCall> for ProcessVideoCall {
     fn call(&mut self, call: ProcessCall) -> Self::Future {
         let mut client = self.client.clone();
         let timeout = self.timeout;
-        Box::pin(async move {
-            call.attempts.fetch_add(1, Ordering::Relaxed);
-            let mut request = tonic::Request::new(call.message);
-            request.set_timeout(timeout);
-            for (field, value) in call.trace.iter() {
-                if let (Ok(key), Ok(value)) = (
-                    MetadataKey::from_bytes(field.as_bytes()),
-                    MetadataValue::try_from(value.as_str()),
-                ) {
-                    request.metadata_mut().insert(key, value);
-                }
+        let attempt = call.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        let breaker = self.breaker.as_ref().map_or("none", |b| b.state().as_str());
+        let attempt_span = tracing::info_span!(
+            "dispatch.attempt",
+            task.id = %call.message.task_id,
+            dispatch.attempt = attempt,
+            circuit_breaker.state = breaker,
+        );
+        let client_span = tracing::info_span!(
+            parent: &attempt_span,
+            "processor.Processor/ProcessVideo",
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = "processor.Processor",
+            rpc.method = "ProcessVideo",
+            rpc.grpc.status_code = Empty,
+            server.address = %self.addr,
+            task.id = %call.message.task_id,
+        );
+        let mut request = tonic::Request::new(call.message);
+        request.set_timeout(timeout);
+        for (field, value) in observability::propagation::to_fields(&client_span) {
+            if let (Ok(key), Ok(value)) = (
+                MetadataKey::from_bytes(field.as_bytes()),
+                MetadataValue::try_from(value.as_str()),
+            ) {
+                request.metadata_mut().insert(key, value);
             }
-            match tokio::time::timeout(timeout, client.process_video(request)).await {
+        }
+        let span = client_span.clone();
+        let answer = async move {
+            let result = match tokio::time::timeout(timeout, client.process_video(request)).await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(status)) => Err(status.into()),
+                Ok(Err(status)) => Err(status),
                 Err(_) => Err(Status::deadline_exceeded(format!(
                     "the processor did not answer within {} (TASK_PROCESSOR_TIMEOUT)",
                     humantime::format_duration(timeout)
-                ))
-                .into()),
-            }
-        })
+                ))),
+            };
+            let code = result
+                .as_ref()
+                .map_or_else(|s| s.code(), |()| tonic::Code::Ok);
+            span.record("rpc.grpc.status_code", code as i32);
+            result.map_err(BoxError::from)
+        };
+        Box::pin(answer.instrument(client_span).instrument(attempt_span))
     }
 }

@@ -19,18 +19,32 @@ use crate::{
     dispatch::{Caller, outcome},
 };
 
-/// The stack around the Processor at `addr`, boxed, and a handle on its circuit breaker (for the
-/// dispatcher, health and metrics).
+/// The client stack and handles on its parts, for the dispatcher and the metrics.
+#[derive(Clone, Debug)]
+pub struct ProcessorStack {
+    /// The stack, boxed.
+    pub caller: Caller,
+    /// Its circuit breaker.
+    pub breaker: BreakerHandle,
+    /// Its concurrency semaphore (calls in flight = size − available permits).
+    pub slots: Arc<Semaphore>,
+}
+
+/// The stack around the Processor at `addr`.
 pub fn build(
     config: &ProcessorConfig,
     addr: &str,
-) -> Result<(Caller, BreakerHandle), tonic::transport::Error> {
+) -> Result<ProcessorStack, tonic::transport::Error> {
     let call = ProcessVideoCall::new(addr, config.connect_timeout, config.timeout)?;
-    Ok(around(config, call))
+    Ok(around(config, |breaker| call.with_breaker(breaker)))
 }
 
-/// The stack's layers around any innermost call service (the generated client in production).
-pub fn around<S>(config: &ProcessorConfig, call: S) -> (Caller, BreakerHandle)
+/// The stack's layers around an innermost call service (the generated client in production),
+/// made by `make_call` with a handle on the stack's breaker.
+pub fn around<S>(
+    config: &ProcessorConfig,
+    make_call: impl FnOnce(BreakerHandle) -> S,
+) -> ProcessorStack
 where
     S: Service<ProcessCall, Response = (), Error = BoxError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
@@ -52,6 +66,7 @@ where
         config.retry_budget_min_per_sec,
         config.retry_budget_ratio,
     ));
+    let slots = Arc::new(Semaphore::new(config.concurrency));
     let stack = ServiceBuilder::new()
         // Outermost, so that every retry goes through the breaker: once the circuit opens, the
         // next attempt fails fast and is not retried (the classifier refuses CircuitOpen).
@@ -69,12 +84,14 @@ where
         .layer(breaker)
         // Caps ProcessVideo calls in flight at the Processor (TASK_PROCESSOR_CONCURRENCY); the
         // dispatcher holds no more entries than this, so the cap never queues.
-        .layer(GlobalConcurrencyLimitLayer::with_semaphore(Arc::new(
-            Semaphore::new(config.concurrency),
-        )))
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(slots.clone()))
         // Innermost: one attempt with its own deadline, sent as grpc-timeout.
-        .service(call);
-    (BoxCloneSyncService::new(stack), handle)
+        .service(make_call(handle.clone()));
+    ProcessorStack {
+        caller: BoxCloneSyncService::new(stack),
+        breaker: handle,
+        slots,
+    }
 }
 
 #[cfg(test)]
@@ -99,16 +116,16 @@ mod tests {
     }
 
     fn call() -> ProcessCall {
-        ProcessCall::new("123e4567-e89b-42d3-a456-426614174000", "a.mp4", &[])
+        ProcessCall::new("123e4567-e89b-42d3-a456-426614174000", "a.mp4")
     }
 
     #[tokio::test(start_paused = true)]
     async fn calls_in_flight_never_exceed_the_concurrency_cap() {
         let (mock, mut handle) = mock::pair::<ProcessCall, ()>();
-        let (caller, _) = around(
-            &config(&[("TASK_PROCESSOR_CONCURRENCY", "2")]),
-            mock.map_err(BoxError::from),
-        );
+        let caller = around(&config(&[("TASK_PROCESSOR_CONCURRENCY", "2")]), |_| {
+            mock.map_err(BoxError::from)
+        })
+        .caller;
         let mut calls: Vec<_> = (0..3)
             .map(|_| tokio::spawn(caller.clone().oneshot(call())))
             .collect();
@@ -129,12 +146,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_open_circuit_spends_no_retries() {
         let (mock, mut handle) = mock::pair::<ProcessCall, ()>();
-        let (caller, breaker) = around(
+        let ProcessorStack {
+            caller, breaker, ..
+        } = around(
             &config(&[
                 ("TASK_BREAKER_CONSECUTIVE_FAILURES", "1"),
                 ("TASK_PROCESSOR_RETRY_ATTEMPTS", "4"),
             ]),
-            mock.map_err(BoxError::from),
+            |_| mock.map_err(BoxError::from),
         );
         let pending = tokio::spawn(caller.clone().oneshot(call()));
         let (_, respond) = handle.next_request().await.unwrap();

@@ -18,9 +18,13 @@ use tower_http::{
 
 use super::{
     errors_as_status::ErrorsAsStatusLayer,
+    rpc_metrics::RpcMetricsLayer,
     trace::{self, GrpcTraceLayer, RequestIds},
 };
-use crate::config::{RateLimitKey, ServerConfig};
+use crate::{
+    config::{RateLimitKey, ServerConfig},
+    metrics::Metrics,
+};
 
 /// Answers a client's own deadline this much early, so the answer reaches it in time and our
 /// DEADLINE_EXCEEDED beats tonic's timer set to the same deadline (which would say CANCELLED).
@@ -41,7 +45,10 @@ pub type Layers = Stack<
                     ErrorsAsStatusLayer,
                     Stack<
                         PropagateRequestIdLayer,
-                        Stack<GrpcTraceLayer, Stack<SetRequestIdLayer<RequestIds>, Identity>>,
+                        Stack<
+                            RpcMetricsLayer,
+                            Stack<GrpcTraceLayer, Stack<SetRequestIdLayer<RequestIds>, Identity>>,
+                        >,
                     >,
                 >,
             >,
@@ -51,7 +58,7 @@ pub type Layers = Stack<
 
 /// The stack for `config`, with `limits` (built apart so that their figures can be read).
 /// Every layer is `Clone` and clones share their state: limits are server-wide.
-pub fn stack(config: &ServerConfig, limits: &Limits) -> ServiceBuilder<Layers> {
+pub fn stack(config: &ServerConfig, limits: &Limits, metrics: &Metrics) -> ServiceBuilder<Layers> {
     let tracing = config.request_tracing;
     ServiceBuilder::new()
         // First, so that the span and every log line below carry the request id (a client's
@@ -62,6 +69,8 @@ pub fn stack(config: &ServerConfig, limits: &Limits) -> ServiceBuilder<Layers> {
         // A span per request around everything else, so that its latency and status code are
         // what the client sees, rejections included.
         .layer(trace::layer(tracing))
+        // Counts every answer by method and code, rejections by the layers below included.
+        .layer(RpcMetricsLayer::new(metrics.clone()))
         // The id goes back on every response, error statuses included.
         .layer(PropagateRequestIdLayer::x_request_id())
         // Every error of the layers below becomes a gRPC status from the one error table; above

@@ -8,6 +8,7 @@
 mod errors_as_status;
 pub mod health;
 pub mod layers;
+pub mod rpc_metrics;
 pub mod trace;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use layers::Limits;
 use crate::{
     config::ServerConfig,
     error::BoxError,
+    metrics::Metrics,
     proto::{
         self,
         task::task_server::{Task, TaskServer},
@@ -42,6 +44,8 @@ pub struct Serve<T> {
     pub config: ServerConfig,
     /// The limiting layers (built by the caller so that it can read their figures).
     pub limits: Limits,
+    /// Where RPC figures go.
+    pub metrics: Metrics,
     /// Time given to requests in flight at shutdown.
     pub grace: Duration,
 }
@@ -82,7 +86,7 @@ pub async fn run<T: Task>(
         }
     };
     let served = Server::builder()
-        .layer(layers::stack(&serve.config, &serve.limits))
+        .layer(layers::stack(&serve.config, &serve.limits, &serve.metrics))
         .add_service(task)
         .add_service(health_service)
         .add_service(reflection_v1)

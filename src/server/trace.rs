@@ -76,7 +76,7 @@ impl<B> MakeSpan<B> for GrpcSpan {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "grpc.server",
             otel.name = %path.trim_start_matches('/'),
             otel.kind = "server",
@@ -86,7 +86,10 @@ impl<B> MakeSpan<B> for GrpcSpan {
             request_id = %request_id,
             rpc.grpc.status_code = Empty,
             task.id = Empty,
-        )
+        );
+        // The caller's W3C trace context, if it sent one, makes this span part of its trace.
+        observability::propagation::set_parent_from_headers(&span, request.headers());
+        span
     }
 }
 

@@ -172,7 +172,7 @@ impl MemoryStore {
             None => AcceptOutcome::Missing,
             Some(task) if task.is_final() => {
                 task.expire_if_final(ttl);
-                AcceptOutcome::Final
+                AcceptOutcome::Final(task.field(fields::STATUS).to_owned())
             }
             Some(_) => AcceptOutcome::Watching,
         };

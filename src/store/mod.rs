@@ -120,12 +120,13 @@ pub struct FailRequest<'a> {
 }
 
 /// What [`Store::accepted`] found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AcceptOutcome {
     /// The task is unfinished and now on the watch list.
     Watching,
-    /// The task is already final (the Processor answered when done); it has its TTL.
-    Final,
+    /// The task is already final (the Processor answered when done); it has its TTL. The
+    /// status is given.
+    Final(String),
     /// The task hash is gone.
     Missing,
 }

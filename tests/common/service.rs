@@ -29,6 +29,7 @@ pub fn fast_settings() -> Vec<(String, String)> {
         ("TASK_DISPATCH_ROUND_DELAY", "100ms"),
         ("TASK_BREAKER_OPEN_FOR", "300ms"),
         ("TASK_SHUTDOWN_GRACE", "3s"),
+        ("TASK_METRICS_PORT", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -55,6 +56,8 @@ pub struct TestService {
     pub store: Store,
     /// Its configuration.
     pub config: Config,
+    /// Where its Prometheus endpoint listens.
+    pub metrics_addr: SocketAddr,
     shutdown: CancellationToken,
     join: JoinHandle<Result<(), AppError>>,
 }
@@ -74,12 +77,16 @@ impl TestService {
 
     /// Starts it with the API wrapped by `wrap` (to add slow or panicking handlers).
     pub async fn start_wrapped<T: Task>(
-        config: Config,
+        mut config: Config,
         store: Store,
         wrap: impl FnOnce(TaskApi) -> T + Send + 'static,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        if config.metrics_addr.port() == 0 {
+            config.metrics_addr = SocketAddr::from(([127, 0, 0, 1], super::redis::free_port()));
+        }
+        let metrics_addr = config.metrics_addr;
         let shutdown = CancellationToken::new();
         let join = tokio::spawn(app::serve_with(
             config.clone(),
@@ -90,6 +97,7 @@ impl TestService {
         ));
         Self {
             addr,
+            metrics_addr,
             store,
             config,
             shutdown,

@@ -21,6 +21,8 @@ use bb8_redis::{
     },
 };
 
+use tracing::Instrument;
+
 use super::{
     AcceptOutcome, FailOutcome, FailRequest, GROUP, PendingEntry, QueueEntry, QueueStats, Settled,
     StoreError, task_key,
@@ -116,13 +118,24 @@ impl RedisStore {
         self.inner.connections[i % self.inner.connections.len()].clone()
     }
 
-    /// Runs one operation within the timeout, mapping Redis's errors to [`StoreError`].
+    /// Runs one operation within the timeout, in a client span named after it, mapping Redis's
+    /// errors to [`StoreError`].
     async fn bounded<T>(
         &self,
         limit: Duration,
+        (name, key): (&'static str, &str),
         op: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(limit, op).await {
+        let span = tracing::info_span!(
+            "redis",
+            otel.name = name,
+            otel.kind = "client",
+            db.system = "redis",
+            db.operation.name = name,
+            db.redis.key = key,
+            server.address = %self.inner.addr,
+        );
+        match tokio::time::timeout(limit, op).instrument(span).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.error(e)),
             Err(_) => Err(StoreError::Timeout {
@@ -132,8 +145,12 @@ impl RedisStore {
         }
     }
 
-    async fn run<T>(&self, op: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
-        self.bounded(self.inner.timeout, op).await
+    async fn run<T>(
+        &self,
+        what: (&'static str, &str),
+        op: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        self.bounded(self.inner.timeout, what, op).await
     }
 
     fn error(&self, e: RedisError) -> StoreError {
@@ -173,7 +190,11 @@ impl RedisStore {
             invocation.arg(field).arg(value);
         }
         let mut conn = self.connection();
-        self.run(invocation.invoke_async(&mut conn)).await
+        self.run(
+            ("EVALSHA create", &task_key(&task.task_id)),
+            invocation.invoke_async(&mut conn),
+        )
+        .await
     }
 
     /// See [`super::Store::read`].
@@ -181,7 +202,12 @@ impl RedisStore {
         let mut invocation = scripts::READ.prepare_invoke();
         invocation.key(task_key(task_id)).arg(self.inner.ttl_secs);
         let mut conn = self.connection();
-        let flat: Vec<String> = self.run(invocation.invoke_async(&mut conn)).await?;
+        let flat: Vec<String> = self
+            .run(
+                ("EVALSHA read", &task_key(task_id)),
+                invocation.invoke_async(&mut conn),
+            )
+            .await?;
         let mut items = flat.into_iter();
         let pairs = std::iter::from_fn(|| Some((items.next()?, items.next()?)));
         let record = TaskRecord::from_pairs(pairs);
@@ -203,7 +229,12 @@ impl RedisStore {
             .arg(request.entry_id.unwrap_or_default())
             .arg(request.expect_updated_at.unwrap_or_default());
         let mut conn = self.connection();
-        let outcome: String = self.run(invocation.invoke_async(&mut conn)).await?;
+        let outcome: String = self
+            .run(
+                ("EVALSHA fail", &task_key(request.task_id)),
+                invocation.invoke_async(&mut conn),
+            )
+            .await?;
         match outcome.as_str() {
             "failed" => Ok(FailOutcome::Failed),
             "final" => Ok(FailOutcome::AlreadyFinal),
@@ -232,11 +263,16 @@ impl RedisStore {
             .arg(self.inner.ttl_secs)
             .arg(next_check_ms);
         let mut conn = self.connection();
-        let outcome: String = self.run(invocation.invoke_async(&mut conn)).await?;
+        let outcome: String = self
+            .run(
+                ("EVALSHA accepted", &task_key(&entry.task_id)),
+                invocation.invoke_async(&mut conn),
+            )
+            .await?;
         match outcome.as_str() {
             "watching" => Ok(AcceptOutcome::Watching),
-            "final" => Ok(AcceptOutcome::Final),
             "missing" => Ok(AcceptOutcome::Missing),
+            "COMPLETED" | "FAILED" => Ok(AcceptOutcome::Final(outcome)),
             other => Err(StoreError::Corrupt(format!(
                 "accepted script answered {other:?}"
             ))),
@@ -253,7 +289,13 @@ impl RedisStore {
             .arg(GROUP)
             .arg("0")
             .arg("MKSTREAM");
-        match self.run(create.query_async::<()>(&mut conn)).await {
+        match self
+            .run(
+                ("XGROUP CREATE", &self.inner.stream_key),
+                create.query_async::<()>(&mut conn),
+            )
+            .await
+        {
             Err(StoreError::Command { reason, .. }) if reason.contains("BUSYGROUP") => Ok(()),
             other => other,
         }
@@ -300,7 +342,7 @@ impl RedisStore {
         block: Duration,
     ) -> Result<Vec<QueueEntry>, StoreError> {
         let limit = block + self.inner.timeout;
-        self.bounded(limit, async {
+        self.bounded(limit, ("XREADGROUP", &self.inner.stream_key), async {
             let mut conn = self.inner.pool.get().await.map_err(|e| match e {
                 bb8::RunError::User(e) => e,
                 bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
@@ -345,6 +387,7 @@ impl RedisStore {
         let mut conn = self.connection();
         let result = self
             .run(
+                ("XPENDING", &self.inner.stream_key),
                 redis::cmd("XPENDING")
                     .arg(&self.inner.stream_key)
                     .arg(GROUP)
@@ -383,6 +426,7 @@ impl RedisStore {
         let mut conn = self.connection();
         let result = self
             .run(
+                ("XCLAIM", &self.inner.stream_key),
                 redis::cmd("XCLAIM")
                     .arg(&self.inner.stream_key)
                     .arg(GROUP)
@@ -420,7 +464,12 @@ impl RedisStore {
             .arg(idle.as_millis() as u64)
             .arg(ids);
         let mut conn = self.connection();
-        let result = self.run(invocation.invoke_async(&mut conn)).await;
+        let result = self
+            .run(
+                ("EVALSHA lease", &self.inner.stream_key),
+                invocation.invoke_async(&mut conn),
+            )
+            .await;
         self.on_missing_group(result, ids.to_vec()).await
     }
 
@@ -432,7 +481,12 @@ impl RedisStore {
             .arg(GROUP)
             .arg(idle.as_millis() as u64);
         let mut conn = self.connection();
-        let result = self.run(invocation.invoke_async(&mut conn)).await;
+        let result = self
+            .run(
+                ("EVALSHA forget_consumers", &self.inner.stream_key),
+                invocation.invoke_async(&mut conn),
+            )
+            .await;
         self.on_missing_group(result, 0).await
     }
 
@@ -440,6 +494,7 @@ impl RedisStore {
     pub async fn due_watched(&self, now_ms: u64, count: usize) -> Result<Vec<String>, StoreError> {
         let mut conn = self.connection();
         self.run(
+            ("ZRANGE BYSCORE", &self.inner.watch_key),
             redis::cmd("ZRANGE")
                 .arg(&self.inner.watch_key)
                 .arg("-inf")
@@ -474,18 +529,30 @@ impl RedisStore {
                 .arg(next_check_ms);
         }
         let mut conn = self.connection();
-        let replies: Vec<(String, String, String)> =
-            match self.run(pipe.query_async(&mut conn)).await {
-                // After a Redis restart its script cache is empty: load the script and run again.
-                Err(StoreError::Command { reason, .. })
-                    if reason.to_ascii_lowercase().contains("noscript") =>
-                {
-                    self.run(scripts::SETTLE.prepare_invoke().load_async(&mut conn))
-                        .await?;
-                    self.run(pipe.query_async(&mut conn)).await?
-                }
-                other => other?,
-            };
+        let replies: Vec<(String, String, String)> = match self
+            .run(
+                ("EVALSHA settle", &self.inner.watch_key),
+                pipe.query_async(&mut conn),
+            )
+            .await
+        {
+            // After a Redis restart its script cache is empty: load the script and run again.
+            Err(StoreError::Command { reason, .. })
+                if reason.to_ascii_lowercase().contains("noscript") =>
+            {
+                self.run(
+                    ("SCRIPT LOAD settle", &self.inner.watch_key),
+                    scripts::SETTLE.prepare_invoke().load_async(&mut conn),
+                )
+                .await?;
+                self.run(
+                    ("EVALSHA settle", &self.inner.watch_key),
+                    pipe.query_async(&mut conn),
+                )
+                .await?
+            }
+            other => other?,
+        };
         Ok(replies
             .into_iter()
             .map(|(status, updated_at, created_at)| Settled {
@@ -501,6 +568,7 @@ impl RedisStore {
         let mut conn = self.connection();
         let (depth, oldest, watched, pending): (u64, StreamRangeReply, u64, Value) = self
             .run(
+                ("queue stats", &self.inner.stream_key),
                 redis::pipe()
                     .cmd("XLEN")
                     .arg(&self.inner.stream_key)
@@ -537,9 +605,12 @@ impl RedisStore {
     /// See [`super::Store::ping`].
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.connection();
-        self.run(redis::cmd("PING").query_async::<String>(&mut conn))
-            .await
-            .map(drop)
+        self.run(
+            ("PING", ""),
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await
+        .map(drop)
     }
 
     /// See [`super::Store::ttl`].
@@ -547,6 +618,7 @@ impl RedisStore {
         let mut conn = self.connection();
         let ttl: i64 = self
             .run(
+                ("TTL", &task_key(task_id)),
                 redis::cmd("TTL")
                     .arg(task_key(task_id))
                     .query_async(&mut conn),
@@ -563,6 +635,7 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.connection();
         self.run(
+            ("HSET", &task_key(task_id)),
             redis::cmd("HSET")
                 .arg(task_key(task_id))
                 .arg(pairs)
@@ -576,6 +649,7 @@ impl RedisStore {
     pub async fn processor_status(&self, task_id: &str) -> Result<Option<String>, StoreError> {
         let mut conn = self.connection();
         self.run(
+            ("HGET", &task_key(task_id)),
             redis::cmd("HGET")
                 .arg(task_key(task_id))
                 .arg("status")

@@ -1,5 +1,6 @@
 -- Records that the Processor accepted a task: acknowledges and deletes its dispatch entry, and
--- either gives a final task its TTL or puts an unfinished one on the watch list.
+-- either gives a final task its TTL (returning its status) or puts an unfinished one on the
+-- watch list.
 -- KEYS[1] task hash, KEYS[2] dispatch stream, KEYS[3] watch list
 -- ARGV[1] task id, ARGV[2] group, ARGV[3] entry id, ARGV[4] TTL seconds, ARGV[5] next check (ms)
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
@@ -14,7 +15,7 @@ if status == 'COMPLETED' or status == 'FAILED' then
     redis.call('EXPIRE', KEYS[1], ARGV[4])
   end
   redis.call('ZREM', KEYS[3], ARGV[1])
-  return 'final'
+  return status
 end
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 return 'watching'

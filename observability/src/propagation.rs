@@ -1,0 +1,86 @@
+//! W3C trace context (`traceparent`, `tracestate`) in and out of gRPC metadata (HTTP headers)
+//! and the field/value pairs a queue entry carries, so a trace continues across the queue.
+
+use opentelemetry::propagation::{Extractor, Injector};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Makes `span` a child of the context in `headers`, if there is one.
+pub fn set_parent_from_headers(span: &Span, headers: &http::HeaderMap) {
+    let cx =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let _ = span.set_parent(cx);
+}
+
+/// Writes `span`'s context into `headers`.
+pub fn inject_headers(span: &Span, headers: &mut http::HeaderMap) {
+    let cx = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(headers))
+    });
+}
+
+/// `span`'s context as field/value pairs (empty when the span has none).
+pub fn to_fields(span: &Span) -> Vec<(String, String)> {
+    let cx = span.context();
+    let mut fields = FieldInjector(Vec::new());
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut fields));
+    fields.0
+}
+
+/// Makes `span` a child of the context carried in `fields`, if any.
+pub fn set_parent_from_fields(span: &Span, fields: &[(String, String)]) {
+    if fields.is_empty() {
+        return;
+    }
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&FieldExtractor(fields)));
+    let _ = span.set_parent(cx);
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+struct FieldExtractor<'a>(&'a [(String, String)]);
+
+impl Extractor for FieldExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+struct FieldInjector(Vec<(String, String)>);
+
+impl Injector for FieldInjector {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}

@@ -1,0 +1,352 @@
+//! The figures a queue is judged by, for Prometheus: RPCs by method and code with latency,
+//! tasks created and ended by outcome, queue depth and age of the oldest entry, Processor calls
+//! in flight, retries, rescues, the circuit breaker, rate-limited requests. Served as text on
+//! `TASK_METRICS_PORT` at `/metrics`.
+//!
+//! Counters are prometheus-client metrics updated where things happen; what other components
+//! already count (the breaker, the rate limiter, the semaphores) is read at scrape time by
+//! [`Live`].
+
+use std::{fmt, sync::Arc};
+
+use axum::{Router, routing::get};
+use middleware::{BreakerHandle, BreakerState, LoadShedLayer, RateLimitLayer, RateLimitScope};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+use std::sync::atomic::AtomicU64;
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Labels of an RPC count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// `/package.Service/Method`.
+    pub method: String,
+    /// The gRPC status code's name, like `OK` or `NOT_FOUND`.
+    pub code: &'static str,
+}
+
+/// Labels of an RPC latency.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// `/package.Service/Method`.
+    pub method: String,
+}
+
+/// Labels of a task's end.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// How it ended; see [`Outcome`].
+    pub outcome: &'static str,
+}
+
+/// How a task ended, as this service saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The Processor wrote COMPLETED.
+    Completed,
+    /// The Processor wrote FAILED.
+    FailedByProcessor,
+    /// The Processor refused the task.
+    Rejected,
+    /// The Processor could not be reached within the attempts.
+    Unreachable,
+    /// The Processor did not accept the task within the maximum age.
+    Expired,
+    /// The entry kept losing its consumer.
+    Poisoned,
+    /// No update for the stall timeout.
+    Stalled,
+    /// A dispatch entry without a valid task id.
+    Malformed,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::FailedByProcessor => "failed_by_processor",
+            Self::Rejected => "rejected",
+            Self::Unreachable => "unreachable",
+            Self::Expired => "expired",
+            Self::Poisoned => "poisoned",
+            Self::Stalled => "stalled",
+            Self::Malformed => "malformed",
+        }
+    }
+
+    /// The outcome for a final status the Processor wrote.
+    pub fn of_status(status: &str) -> Self {
+        if status == "COMPLETED" {
+            Self::Completed
+        } else {
+            Self::FailedByProcessor
+        }
+    }
+}
+
+/// Every metric this service updates. Cloning shares them.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// RPCs answered, by method and code.
+    pub rpc_requests: Family<RpcLabels, Counter>,
+    /// RPC latency to the response headers, by method.
+    pub rpc_duration: Family<MethodLabels, Histogram>,
+    /// Tasks created.
+    pub tasks_created: Counter,
+    /// Tasks ended, by outcome.
+    pub tasks_ended: Family<OutcomeLabels, Counter>,
+    /// Tasks the Processor accepted.
+    pub dispatch_accepted: Counter,
+    /// ProcessVideo attempts beyond the first of each round.
+    pub dispatch_retries: Counter,
+    /// Entries taken over from an instance that stopped renewing them.
+    pub dispatch_rescues: Counter,
+    /// Held entries whose lease another instance took.
+    pub dispatch_leases_lost: Counter,
+    /// Calls the circuit breaker held back.
+    pub dispatch_deferred: Counter,
+    /// Entries in the queue (waiting plus delivered and unacknowledged).
+    pub queue_depth: Gauge,
+    /// Entries delivered and not yet acknowledged.
+    pub queue_pending: Gauge,
+    /// Age of the oldest entry in the queue, in seconds.
+    pub queue_oldest_age: Gauge<f64, AtomicU64>,
+    /// Accepted tasks not yet final.
+    pub watched_tasks: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            rpc_requests: Family::default(),
+            rpc_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+            }),
+            tasks_created: Counter::default(),
+            tasks_ended: Family::default(),
+            dispatch_accepted: Counter::default(),
+            dispatch_retries: Counter::default(),
+            dispatch_rescues: Counter::default(),
+            dispatch_leases_lost: Counter::default(),
+            dispatch_deferred: Counter::default(),
+            queue_depth: Gauge::default(),
+            queue_pending: Gauge::default(),
+            queue_oldest_age: Gauge::default(),
+            watched_tasks: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a task's end.
+    pub fn ended(&self, outcome: Outcome) {
+        self.tasks_ended
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
+    }
+
+    /// A registry of every metric, plus the `live` ones read at scrape time.
+    pub fn registry(&self, live: Live) -> Registry {
+        let mut r = Registry::with_prefix("task");
+        r.register(
+            "rpc_requests",
+            "RPCs answered, by method and gRPC code",
+            self.rpc_requests.clone(),
+        );
+        r.register(
+            "rpc_duration_seconds",
+            "RPC latency until the response headers, by method",
+            self.rpc_duration.clone(),
+        );
+        r.register("tasks_created", "Tasks created", self.tasks_created.clone());
+        r.register(
+            "tasks_ended",
+            "Tasks seen ending, by outcome",
+            self.tasks_ended.clone(),
+        );
+        r.register(
+            "dispatch_accepted",
+            "Tasks the Processor accepted",
+            self.dispatch_accepted.clone(),
+        );
+        r.register(
+            "dispatch_retries",
+            "ProcessVideo attempts beyond the first of each round",
+            self.dispatch_retries.clone(),
+        );
+        r.register(
+            "dispatch_rescues",
+            "Queue entries taken over from an instance that stopped renewing them",
+            self.dispatch_rescues.clone(),
+        );
+        r.register(
+            "dispatch_leases_lost",
+            "Held entries whose lease another instance took",
+            self.dispatch_leases_lost.clone(),
+        );
+        r.register(
+            "dispatch_deferred",
+            "ProcessVideo calls the open circuit held back",
+            self.dispatch_deferred.clone(),
+        );
+        r.register(
+            "queue_depth",
+            "Entries in the dispatch queue",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            "queue_pending",
+            "Entries delivered and not yet acknowledged",
+            self.queue_pending.clone(),
+        );
+        r.register(
+            "queue_oldest_age_seconds",
+            "Age of the oldest entry in the dispatch queue",
+            self.queue_oldest_age.clone(),
+        );
+        r.register(
+            "watched_tasks",
+            "Accepted tasks not yet final",
+            self.watched_tasks.clone(),
+        );
+        r.register_collector(Box::new(live));
+        r
+    }
+}
+
+/// Figures other components keep, read at scrape time (named under the registry's `task_` prefix).
+#[derive(Debug, Default)]
+pub struct Live {
+    /// The Processor client's breaker.
+    pub breaker: Option<BreakerHandle>,
+    /// The Processor client's concurrency semaphore and its size.
+    pub processor_slots: Option<(Arc<Semaphore>, usize)>,
+    /// The server's rate limiter.
+    pub rate_limit: Option<RateLimitLayer>,
+    /// The server's load shedder.
+    pub load_shed: Option<LoadShedLayer>,
+}
+
+impl Collector for Live {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        if let Some(breaker) = &self.breaker {
+            let state = match breaker.state() {
+                BreakerState::Closed => 0,
+                BreakerState::HalfOpen => 1,
+                BreakerState::Open => 2,
+            };
+            gauge(
+                &mut encoder,
+                "circuit_breaker_state",
+                "The Processor circuit: 0 closed, 1 half-open, 2 open",
+                state,
+            )?;
+            counter(
+                &mut encoder,
+                "circuit_breaker_opened",
+                "Times the Processor circuit opened",
+                breaker.opened_total(),
+            )?;
+            counter(
+                &mut encoder,
+                "circuit_breaker_rejected",
+                "Calls the open Processor circuit refused",
+                breaker.rejected_total(),
+            )?;
+        }
+        if let Some((slots, size)) = &self.processor_slots {
+            let in_flight = size.saturating_sub(slots.available_permits()) as i64;
+            gauge(
+                &mut encoder,
+                "processor_calls_in_flight",
+                "ProcessVideo calls in flight",
+                in_flight,
+            )?;
+        }
+        if let Some(limiter) = &self.rate_limit {
+            let family = encoder.encode_descriptor(
+                "rate_limited",
+                "Requests refused by the rate limit, by scope",
+                None,
+                MetricType::Counter,
+            )?;
+            let mut family = family;
+            for (scope, name) in [
+                (RateLimitScope::PerClient, "per_client"),
+                (RateLimitScope::Global, "global"),
+            ] {
+                ConstCounter::new(limiter.rejected(scope))
+                    .encode(family.encode_family(&[("scope", name)])?)?;
+            }
+        }
+        if let Some(shed) = &self.load_shed {
+            gauge(
+                &mut encoder,
+                "requests_in_flight",
+                "Requests in flight (the shedding cap counts these)",
+                shed.in_flight() as i64,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), fmt::Error> {
+    let metric = ConstCounter::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// Serves `/metrics` on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let registry = Arc::new(registry);
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                prometheus_client::encoding::text::encode(&mut text, &registry)
+                    .map_err(|_| http::StatusCode::INTERNAL_SERVER_ERROR)?;
+                Ok::<_, http::StatusCode>(([(http::header::CONTENT_TYPE, OPENMETRICS)], text))
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// The exposition format's content type.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
