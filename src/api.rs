@@ -33,8 +33,13 @@ impl TaskApi {
     }
 
     /// Creates a PENDING task and its dispatch entry in one atomic step; the dispatcher hands
-    /// it to the Processor later, so the caller never waits for the Processor.
-    pub async fn create(&self, original_file_key: &str) -> Result<TaskId, Error> {
+    /// it to the Processor later, so the caller never waits for the Processor. `caller_trace` is
+    /// the caller's W3C context, carried on when this service records no spans of its own.
+    pub async fn create(
+        &self,
+        original_file_key: &str,
+        caller_trace: &http::HeaderMap,
+    ) -> Result<TaskId, Error> {
         self.storage
             .check_key(original_file_key)
             .map_err(Error::InvalidArgument)?;
@@ -44,7 +49,10 @@ impl TaskApi {
         span.record("task.id", tracing::field::display(id));
         // The request's trace context travels with the queue entry, so that the dispatch and
         // the Processor's spans join this request's trace.
-        let trace = observability::propagation::to_fields(&span);
+        let mut trace = observability::propagation::to_fields(&span);
+        if trace.is_empty() {
+            trace = observability::propagation::passthrough(caller_trace);
+        }
         self.store.create(&record, &trace).await?;
         self.metrics.tasks_created.inc();
         tracing::debug!(task.id = %id, "task created");
@@ -88,7 +96,12 @@ impl task_server::Task for TaskApi {
         &self,
         request: Request<CreateTaskRequest>,
     ) -> Result<Response<CreateTaskResponse>, Status> {
-        let id = self.create(&request.get_ref().original_file_key).await?;
+        let id = self
+            .create(
+                &request.get_ref().original_file_key,
+                request.metadata().as_ref(),
+            )
+            .await?;
         Ok(Response::new(CreateTaskResponse {
             task_id: id.to_text(),
         }))

@@ -489,3 +489,32 @@ async fn at_shutdown_an_entry_waiting_for_the_circuit_is_given_back_at_once() {
     assert_eq!(done.status, "COMPLETED");
     assert!(second.terminate().await.success());
 }
+
+#[tokio::test]
+async fn the_callers_trace_context_reaches_the_processor() {
+    let redis = TestRedis::start().await;
+    let processor = FakeProcessor::start(Reply::Accept, None).await;
+    let service = TestService::start(&vars(&redis, processor.addr, &[])).await;
+    let mut client = service.client().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut request = tonic::Request::new(CreateTaskRequest {
+        original_file_key: "a.mp4".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("tracestate", "vendor=opaque".parse().unwrap());
+    client.create_task(request).await.unwrap();
+    eventually(Duration::from_secs(10), "the call", || async {
+        (processor.calls() == 1).then_some(())
+    })
+    .await;
+    // This test records no spans: the caller's context is carried through the queue unchanged.
+    assert_eq!(
+        processor.received()[0].traceparent.as_deref(),
+        Some(traceparent)
+    );
+    service.stop().await;
+}

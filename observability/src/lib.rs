@@ -7,10 +7,11 @@
 //! - [`config`]: what to set up, from the standard `OTEL_*` variables and `TASK_LOG_FORMAT`.
 //! - [`propagation`]: W3C `traceparent`/`tracestate` in and out of gRPC metadata and queue entries.
 //!
-//! Spans always get OpenTelemetry contexts, so a caller's trace continues through the service
-//! to the Processor even when nothing is exported; spans are exported only when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Export runs
-//! in a batch task: an unreachable collector costs dropped spans and a warning per failed batch,
+//! Spans get OpenTelemetry contexts and are exported when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Without it no OpenTelemetry layer is installed
+//! (spans cost nothing beyond logging) and the caller's trace context is passed through
+//! unchanged — see [`propagation`] — so a Gateway's trace still reaches the Processor. Export
+//! runs in a batch task: an unreachable collector costs dropped spans and a warning a minute,
 //! never a blocked or slower request.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -41,9 +42,11 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, opentelemetry_otlp::E
         LogFormat::Human => fmt::layer().with_target(false).boxed(),
         LogFormat::Json => fmt::layer().json().boxed(),
     };
-    let traces = tracing_opentelemetry::layer()
-        .with_tracer(telemetry.tracer())
-        .with_filter(LevelFilter::INFO);
+    let traces = telemetry.tracer().map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(LevelFilter::INFO)
+    });
     let _ = tracing_subscriber::registry()
         .with(logs.with_filter(filter))
         .with(traces)

@@ -48,8 +48,9 @@ impl Telemetry {
         })
     }
 
-    pub(crate) fn tracer(&self) -> Tracer {
-        self.provider.tracer("task-service")
+    /// The tracer, when spans are exported.
+    pub(crate) fn tracer(&self) -> Option<Tracer> {
+        self.exporting.then(|| self.provider.tracer("task-service"))
     }
 
     /// Whether spans are exported.

@@ -1,5 +1,8 @@
 //! W3C trace context (`traceparent`, `tracestate`) in and out of gRPC metadata (HTTP headers)
 //! and the field/value pairs a queue entry carries, so a trace continues across the queue.
+//!
+//! When spans are not exported they have no OpenTelemetry context: [`to_fields`] is then empty,
+//! and callers fall back to [`passthrough`], the caller's own context, carried unchanged.
 
 use opentelemetry::propagation::{Extractor, Injector};
 use tracing::Span;
@@ -26,6 +29,14 @@ pub fn to_fields(span: &Span) -> Vec<(String, String)> {
     let mut fields = FieldInjector(Vec::new());
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut fields));
     fields.0
+}
+
+/// The W3C fields of incoming metadata, as they came (for when this service records no spans).
+pub fn passthrough(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|key| Some((key.to_owned(), headers.get(key)?.to_str().ok()?.to_owned())))
+        .collect()
 }
 
 /// Makes `span` a child of the context carried in `fields`, if any.

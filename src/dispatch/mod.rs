@@ -455,7 +455,7 @@ impl Shared {
             if !waited {
                 return Verdict::GiveBack;
             }
-            let call = ProcessCall::new(&entry.task_id, &entry.original_file_key);
+            let call = ProcessCall::new(&entry.task_id, &entry.original_file_key, &entry.trace);
             let result = tokio::select! {
                 result = self.caller.clone().oneshot(call.clone()) => result,
                 () = self.abort.cancelled() => return Verdict::GiveBack,

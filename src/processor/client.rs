@@ -28,24 +28,27 @@ use crate::proto::processor::{ProcessVideoRequest, processor_client::ProcessorCl
 /// Errors of the client stack.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// One task to hand to the Processor: the prost message plus the attempt count that every
-/// clone (every retry) shares.
+/// One task to hand to the Processor: the prost message, plus what every clone (every retry)
+/// shares.
 #[derive(Clone, Debug)]
 pub struct ProcessCall {
     /// The message sent.
     pub message: ProcessVideoRequest,
+    /// The creating request's trace context, sent as is when this service records no spans.
+    pub trace: Arc<[(String, String)]>,
     /// Attempts made so far, shared by every clone (retries included).
     pub attempts: Arc<AtomicU32>,
 }
 
 impl ProcessCall {
     /// A call for one task.
-    pub fn new(task_id: &str, original_file_key: &str) -> Self {
+    pub fn new(task_id: &str, original_file_key: &str, trace: &[(String, String)]) -> Self {
         Self {
             message: ProcessVideoRequest {
                 task_id: task_id.to_owned(),
                 original_file_key: original_file_key.to_owned(),
             },
+            trace: trace.into(),
             attempts: Arc::default(),
         }
     }
@@ -127,7 +130,11 @@ impl Service<ProcessCall> for ProcessVideoCall {
         );
         let mut request = tonic::Request::new(call.message);
         request.set_timeout(timeout);
-        for (field, value) in observability::propagation::to_fields(&client_span) {
+        let mut trace = observability::propagation::to_fields(&client_span);
+        if trace.is_empty() {
+            trace = call.trace.to_vec();
+        }
+        for (field, value) in trace {
             if let (Ok(key), Ok(value)) = (
                 MetadataKey::from_bytes(field.as_bytes()),
                 MetadataValue::try_from(value.as_str()),

@@ -116,7 +116,7 @@ mod tests {
     }
 
     fn call() -> ProcessCall {
-        ProcessCall::new("123e4567-e89b-42d3-a456-426614174000", "a.mp4")
+        ProcessCall::new("123e4567-e89b-42d3-a456-426614174000", "a.mp4", &[])
     }
 
     #[tokio::test(start_paused = true)]

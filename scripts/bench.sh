@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The benchmark, in one command: Redis baselines (redis-benchmark), the service with its full
+# middleware stack, the service with every optional layer off, and a bare tonic server answering
+# from memory, all on this machine in the same run, then a table of medians and ratios.
+# Machines are shared and noisy: only the ratios and medians of interleaved rounds mean much.
+#
+#   scripts/bench.sh                 # about 5 minutes
+#   BENCH_ROUNDS=5 BENCH_DURATION=10s BENCH_BIG=0 scripts/bench.sh
+#
+# Settings: BENCH_ROUNDS (3), BENCH_DURATION (5s per run), BENCH_CLIENTS (50),
+# BENCH_CONNECTIONS (10), BENCH_BIG (1: also measure with 1,000,000 stored tasks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${BENCH_ROUNDS:-3}
+DURATION=${BENCH_DURATION:-5s}
+CLIENTS=${BENCH_CLIENTS:-50}
+CONNECTIONS=${BENCH_CONNECTIONS:-10}
+BIG=${BENCH_BIG:-1}
+
+command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
+  echo "installing Debian's redis-server and redis-tools" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server redis-tools >/dev/null
+}
+cargo build --release --bins --quiet
+bin=target/release
+work=$(mktemp -d)
+cleanup() {
+  for pidfile in "$work"/*.pid; do [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --save '' --appendonly no --maxmemory-policy noeviction \
+  --logfile "$work/redis.log" &
+echo $! > "$work/redis.pid"
+wait_port "$redis_port"
+
+processor_port=$(free_port)
+REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port "$bin/task-bench" processor --listen "127.0.0.1:$processor_port" \
+  >"$work/processor.log" 2>&1 &
+echo $! > "$work/processor.pid"
+
+# start_service NAME EXTRA_ENV...: the service on a port of its own; prints its port, records its
+# pid. (Its output goes to a file: a command substitution waits for every holder of its stdout.)
+start_service() {
+  local name=$1; shift
+  local port; port=$(free_port)
+  env -i PATH="$PATH" RUST_LOG=warn TASK_GRPC_HOST=127.0.0.1 TASK_GRPC_PORT="$port" TASK_METRICS_PORT=0 \
+    REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port" PROCESSOR_GRPC_ADDR="127.0.0.1:$processor_port" \
+    TASK_REDIS_KEY_PREFIX="bench-$name" LOCAL_STORAGE_PATH="$work/videos" "$@" \
+    "$bin/task-service" >"$work/$name.log" 2>&1 &
+  echo "$!" > "$work/$name.pid"
+  wait_port "$port"
+  echo "$port"
+}
+
+# The limiter stays in the stack but never binds: one benchmark client is one peer address.
+full_port=$(start_service full TASK_RATE_LIMIT_PER_CLIENT=100000000)
+minimal_port=$(start_service minimal TASK_RATE_LIMIT_PER_CLIENT=0 TASK_MAX_IN_FLIGHT=0 TASK_REQUEST_TRACING=off)
+ceiling_port=$(free_port)
+"$bin/task-bench" ceiling --listen "127.0.0.1:$ceiling_port" >"$work/ceiling.log" 2>&1 &
+echo $! > "$work/ceiling.pid"
+wait_port "$ceiling_port"
+
+load() { "$bin/task-bench" run --json --clients "$CLIENTS" --connections "$CONNECTIONS" --duration "$DURATION" "$@"; }
+redis_rps() {
+  redis-benchmark -p "$redis_port" -c 50 -n "${1}" -q --csv "${@:2}" | tail -n 1 | cut -d'"' -f4
+}
+
+redis-cli -p "$redis_port" HSET task:bench task_id 5bd6e4a5-8ea7-4b36-a1a0-9b6e1c2b9e0a status COMPLETED \
+  original_file_key bench/original.mp4 result_file_key ./data/videos/x/result.mp4 error_message '' \
+  created_at 2025-10-30T10:00:00Z updated_at 2025-10-30T10:00:00Z >/dev/null
+
+echo "== $ROUNDS interleaved rounds of $DURATION, $CLIENTS clients over $CONNECTIONS connections" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  echo "   round $round" >&2
+  echo "{\"label\":\"redis-hgetall\",\"requests_per_sec\":$(redis_rps 200000 HGETALL task:bench)}" >> "$work/results.jsonl"
+  echo "{\"label\":\"redis-hset\",\"requests_per_sec\":$(redis_rps 200000 HSET task:bench task_id x status PENDING original_file_key a result_file_key '' error_message '' created_at t updated_at t)}" >> "$work/results.jsonl"
+  load --addr "http://127.0.0.1:$full_port" --scenario get --label get-full >> "$work/results.jsonl"
+  load --addr "http://127.0.0.1:$minimal_port" --scenario get --label get-minimal >> "$work/results.jsonl"
+  load --addr "http://127.0.0.1:$ceiling_port" --scenario get --label get-ceiling >> "$work/results.jsonl"
+done
+
+echo "== create, mixed, end to end, latency at half the peak, 1000 clients" >&2
+load --addr "http://127.0.0.1:$full_port" --scenario create --label create-full >> "$work/results.jsonl"
+load --addr "http://127.0.0.1:$full_port" --scenario mixed --label mixed-full >> "$work/results.jsonl"
+# End to end: through Redis, the queue, the dispatcher and a Processor that completes at once.
+"$bin/task-bench" run --json --clients "$CLIENTS" --connections "$CONNECTIONS" --duration 10s \
+  --addr "http://127.0.0.1:$full_port" --scenario e2e --label e2e-full >> "$work/results.jsonl"
+peak=$(python3 -c 'import json,statistics,sys; print(int(statistics.median(json.loads(l)["requests_per_sec"] for l in open(sys.argv[1]) if json.loads(l)["label"]=="get-full")))' "$work/results.jsonl")
+load --addr "http://127.0.0.1:$full_port" --scenario get --rate $((peak / 2)) --label get-half-peak >> "$work/results.jsonl"
+"$bin/task-bench" run --json --addr "http://127.0.0.1:$full_port" --scenario get --clients 1000 --connections 100 \
+  --duration "$DURATION" --pid "$(cat "$work/full.pid")" --label get-1000-clients >> "$work/results.jsonl"
+
+echo "== stored tasks: 10,000$([ "$BIG" = 1 ] && echo ' and 1,000,000')" >&2
+redis-cli -p "$redis_port" FLUSHALL >/dev/null
+"$bin/task-bench" seed --redis-port "$redis_port" --count 10000 --json | sed 's/^{/{"label":"seed-10k",/' >> "$work/results.jsonl"
+load --addr "http://127.0.0.1:$full_port" --scenario get --seeded 10000 --label get-10k-stored >> "$work/results.jsonl"
+if [ "$BIG" = 1 ]; then
+  redis-cli -p "$redis_port" FLUSHALL >/dev/null
+  "$bin/task-bench" seed --redis-port "$redis_port" --count 1000000 --json | sed 's/^{/{"label":"seed-1m",/' >> "$work/results.jsonl"
+  load --addr "http://127.0.0.1:$full_port" --scenario get --seeded 1000000 --label get-1m-stored >> "$work/results.jsonl"
+fi
+
+python3 scripts/bench_table.py "$work/results.jsonl"

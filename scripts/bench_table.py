@@ -1,0 +1,64 @@
+"""Prints the benchmark's table (medians of the rounds, and ratios) from task-bench's JSON lines."""
+import json
+import statistics
+import sys
+
+runs = {}
+for line in open(sys.argv[1]):
+    run = json.loads(line)
+    runs.setdefault(run["label"], []).append(run)
+
+
+def median(label, key=lambda r: r["requests_per_sec"]):
+    values = [key(r) for r in runs.get(label, [])]
+    return statistics.median(values) if values else None
+
+
+def p99_ms(label):
+    value = median(label, lambda r: r["latency"]["p99_us"])
+    return None if value is None else value / 1000
+
+
+def fmt(value, spec="{:,.0f}"):
+    return "-" if value is None else spec.format(value)
+
+
+def ratio(a, b):
+    return None if a is None or not b else a / b
+
+
+hgetall, hset = median("redis-hgetall"), median("redis-hset")
+full, minimal, ceiling = median("get-full"), median("get-minimal"), median("get-ceiling")
+rounds = len(runs.get("get-full", []))
+
+print()
+print(f"| measurement (median of {rounds} rounds where repeated) | requests/s | p99 ms | ratio |")
+print("| --- | ---: | ---: | --- |")
+print(f"| redis-benchmark HGETALL, 7-field hash, -c 50 | {fmt(hgetall)} | - | baseline |")
+print(f"| redis-benchmark HSET, 7 fields, -c 50 | {fmt(hset)} | - | baseline |")
+print(f"| bare tonic, GetTaskStatus from memory (gRPC ceiling) | {fmt(ceiling)} | {fmt(p99_ms('get-ceiling'), '{:.2f}')} | {fmt(ratio(ceiling, hgetall), '{:.2f}')} x HGETALL |")
+print(f"| GetTaskStatus, every optional layer off | {fmt(minimal)} | {fmt(p99_ms('get-minimal'), '{:.2f}')} | {fmt(ratio(minimal, hgetall), '{:.2f}')} x HGETALL |")
+print(f"| GetTaskStatus, full stack | {fmt(full)} | {fmt(p99_ms('get-full'), '{:.2f}')} | {fmt(ratio(full, hgetall), '{:.2f}')} x HGETALL, {fmt(ratio(full, minimal), '{:.2f}')} x no layers, {fmt(ratio(full, ceiling), '{:.2f}')} x ceiling |")
+for label, name in [("create-full", "CreateTask, full stack"), ("mixed-full", "mixed 1:9 create:get, full stack")]:
+    value = median(label)
+    print(f"| {name} | {fmt(value)} | {fmt(p99_ms(label), '{:.2f}')} | {fmt(ratio(value, hset), '{:.2f}')} x HSET |")
+half = runs.get("get-half-peak", [None])[0]
+if half:
+    print(f"| GetTaskStatus paced at half the peak ({half['target_rate']:,.0f}/s) | {half['requests_per_sec']:,.0f} | {half['latency']['p99_us'] / 1000:.2f} | target p99 <= 2 ms |")
+many = runs.get("get-1000-clients", [None])[0]
+if many:
+    rss = many.get("server_rss_peak_bytes") or 0
+    print(f"| GetTaskStatus, 1000 clients | {many['requests_per_sec']:,.0f} | {many['latency']['p99_us'] / 1000:.2f} | server RSS peak {rss / 1048576:.1f} MiB (target <= 64) |")
+for label, seed in [("get-10k-stored", "seed-10k"), ("get-1m-stored", "seed-1m")]:
+    if label in runs:
+        per_task = runs[seed][0]["bytes_per_task"]
+        value = median(label)
+        print(f"| GetTaskStatus with {runs[seed][0]['tasks']:,} stored tasks | {fmt(value)} | {fmt(p99_ms(label), '{:.2f}')} | {per_task:,.0f} bytes of Redis memory per task |")
+e2e = runs.get("e2e-full", [None])[0]
+if e2e:
+    e = e2e["e2e"]
+    print(f"| end to end: CreateTask until COMPLETED | {e['tasks_per_sec']:,.0f} tasks/s | - | {e['created']:,} created, {e['completed']:,} COMPLETED, {e['failed']} FAILED, {e['lost']} lost (target >= 3,000/s, 0 lost) |")
+errors = {label: {c: n for c, n in r[0].get("codes", {}).items() if c != "OK"} for label, r in runs.items() if r[0].get("codes")}
+errors = {k: v for k, v in errors.items() if v}
+print()
+print("errors by code:", errors if errors else "none")

@@ -1,0 +1,53 @@
+//! A Processor that finishes at once: one HSET writing COMPLETED, then OK.
+
+use std::net::SocketAddr;
+
+use task_service::{
+    config::Config,
+    proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
+    store::{RedisStore, Store},
+    task::now_timestamp,
+};
+use tonic::{Request, Response, Status};
+
+use crate::BoxError;
+
+#[derive(Debug)]
+struct Instant {
+    store: Store,
+}
+
+#[tonic::async_trait]
+impl processor_server::Processor for Instant {
+    async fn process_video(
+        &self,
+        request: Request<ProcessVideoRequest>,
+    ) -> Result<Response<ProcessVideoResponse>, Status> {
+        let id = request.into_inner().task_id;
+        let result = format!("./data/videos/{id}/result.mp4");
+        self.store
+            .processor_write(
+                &id,
+                &[
+                    ("status", "COMPLETED"),
+                    ("result_file_key", &result),
+                    ("updated_at", &now_timestamp()),
+                ],
+            )
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ProcessVideoResponse {}))
+    }
+}
+
+/// Serves until killed; Redis comes from REDIS_HOST and REDIS_PORT.
+pub(crate) async fn serve(listen: SocketAddr) -> Result<(), BoxError> {
+    let config = Config::from_env()?;
+    let store = Store::Redis(RedisStore::connect(&config.redis, config.task_ttl)?);
+    eprintln!("task-bench processor: completes every task at once, on {listen}");
+    tonic::transport::Server::builder()
+        .add_service(processor_server::ProcessorServer::new(Instant { store }))
+        .serve(listen)
+        .await?;
+    Ok(())
+}

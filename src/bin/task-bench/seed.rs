@@ -1,0 +1,93 @@
+//! Writes COMPLETED tasks straight into Redis (pipelined), and measures the memory per task.
+
+use bb8_redis::redis::{self, aio::MultiplexedConnection};
+use serde::Serialize;
+
+use crate::{BoxError, seeded_id};
+
+/// What to write.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Redis host.
+    #[arg(long, default_value = "127.0.0.1")]
+    redis_host: String,
+    /// Redis port.
+    #[arg(long, default_value_t = 6379)]
+    redis_port: u16,
+    /// Tasks to write (ids 0..count of the deterministic id space).
+    #[arg(long)]
+    count: u64,
+    /// Tasks per pipeline.
+    #[arg(long, default_value_t = 2000)]
+    batch: u64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Seeded {
+    tasks: u64,
+    used_memory_before: u64,
+    used_memory_after: u64,
+    bytes_per_task: f64,
+}
+
+pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
+    let client = redis::Client::open((args.redis_host.as_str(), args.redis_port))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let before = used_memory(&mut conn).await?;
+    let now = task_service::task::now_timestamp();
+    let mut start = 0;
+    while start < args.count {
+        let end = (start + args.batch).min(args.count);
+        let mut pipe = redis::pipe();
+        for i in start..end {
+            let id = seeded_id(i);
+            let key = format!("task:{id}");
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg(&[
+                    ("task_id", id.as_str()),
+                    ("status", "COMPLETED"),
+                    ("original_file_key", "bench/original.mp4"),
+                    ("result_file_key", &format!("./data/videos/{id}/result.mp4")),
+                    ("error_message", ""),
+                    ("created_at", &now),
+                    ("updated_at", &now),
+                ])
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(7 * 86_400)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        start = end;
+    }
+    let after = used_memory(&mut conn).await?;
+    let seeded = Seeded {
+        tasks: args.count,
+        used_memory_before: before,
+        used_memory_after: after,
+        bytes_per_task: after.saturating_sub(before) as f64 / args.count.max(1) as f64,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&seeded)?);
+    } else {
+        println!(
+            "seeded {} tasks: Redis used_memory {} -> {} bytes, {:.0} bytes per task",
+            seeded.tasks, before, after, seeded.bytes_per_task
+        );
+    }
+    Ok(())
+}
+
+/// Redis's `used_memory`.
+pub(crate) async fn used_memory(conn: &mut MultiplexedConnection) -> Result<u64, BoxError> {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| "INFO memory has no used_memory".into())
+}
