@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 /// Labels of an RPC count.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RpcLabels {
-    /// `/package.Service/Method`.
-    pub method: String,
+    /// `/package.Service/Method`, or `other`.
+    pub method: &'static str,
     /// The gRPC status code's name, like `OK` or `NOT_FOUND`.
     pub code: &'static str,
 }
@@ -39,8 +39,8 @@ pub struct RpcLabels {
 /// Labels of an RPC latency.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
-    /// `/package.Service/Method`.
-    pub method: String,
+    /// `/package.Service/Method`, or `other`.
+    pub method: &'static str,
 }
 
 /// Labels of a task's end.

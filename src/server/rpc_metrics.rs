@@ -61,7 +61,7 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         ResponseFuture {
-            method: request.uri().path().to_owned(),
+            method: method_label(request.uri().path()),
             started: Instant::now(),
             metrics: self.metrics.clone(),
             inner: self.inner.call(request),
@@ -75,7 +75,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        method: String,
+        method: &'static str,
         started: Instant,
         metrics: Metrics,
     }
@@ -95,12 +95,10 @@ where
                 .map_or(Code::Ok, |c| Code::from(c as i32)),
             Err(_) => Code::Internal,
         };
-        let method = std::mem::take(this.method);
+        let method = *this.method;
         this.metrics
             .rpc_duration
-            .get_or_create(&MethodLabels {
-                method: method.clone(),
-            })
+            .get_or_create(&MethodLabels { method })
             .observe(this.started.elapsed().as_secs_f64());
         this.metrics
             .rpc_requests
@@ -111,6 +109,23 @@ where
             .inc();
         Poll::Ready(result)
     }
+}
+
+/// The methods this server serves are labelled by their path; anything else (a probe of an
+/// unknown path) is `other`, so that callers cannot grow the label set without bound.
+fn method_label(path: &str) -> &'static str {
+    const KNOWN: [&str; 6] = [
+        "/task.Task/CreateTask",
+        "/task.Task/GetTaskStatus",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == path)
+        .unwrap_or("other")
 }
 
 /// The canonical name of a gRPC code.
