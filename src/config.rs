@@ -28,6 +28,8 @@ pub mod vars {
     pub const REDIS_PORT: &str = "REDIS_PORT";
     /// Days a finished task is kept.
     pub const TASK_TTL_DAYS: &str = "TASK_TTL_DAYS";
+    /// A finished task's time to live as a duration; overrides `TASK_TTL_DAYS` (tests, drills).
+    pub const TASK_TTL: &str = "TASK_TTL";
     /// Bound on any one Redis operation, connecting included.
     pub const REDIS_TIMEOUT: &str = "TASK_REDIS_TIMEOUT";
     /// Connections of the bb8 pool (blocking queue reads).
@@ -367,7 +369,10 @@ impl Config {
             storage_root,
             processor_addr,
             redis,
-            task_ttl: Duration::from_secs(ttl_days * 86_400),
+            task_ttl: match v.raw(vars::TASK_TTL) {
+                Some(_) => v.duration(vars::TASK_TTL, Duration::ZERO)?,
+                None => Duration::from_secs(ttl_days * 86_400),
+            },
             processor,
             dispatch,
             shutdown_grace: v.duration(vars::SHUTDOWN_GRACE, Duration::from_secs(20))?,
@@ -577,6 +582,8 @@ mod tests {
         assert_eq!(config.redis.port, 7000);
         assert_eq!(config.task_ttl, Duration::from_secs(2 * 86_400));
         assert_eq!(config.redis.timeout, Duration::from_millis(750));
+        let short = parse(&[("TASK_TTL_DAYS", "2"), ("TASK_TTL", "30s")]).unwrap();
+        assert_eq!(short.task_ttl, Duration::from_secs(30));
         assert_eq!(config.processor_addr, "127.0.0.1:9");
     }
 

@@ -22,7 +22,9 @@ pub(super) async fn renew(shared: Arc<Shared>) {
             .await
         {
             Ok(lost) => {
-                for id in lost {
+                // An entry that finished meanwhile is no longer pending anywhere: not a loss.
+                let still_held = shared.held_ids();
+                for id in lost.into_iter().filter(|id| still_held.contains(id)) {
                     // Another instance took it over (our renewals came too late): both may now
                     // call the Processor, which treats task_id as its idempotency key.
                     shared.metrics.dispatch_leases_lost.inc();

@@ -28,6 +28,9 @@ pub enum Reply {
     Accept,
     /// Writes PROCESSING then COMPLETED (plain HSETs), then OK.
     Complete,
+    /// Like a well-behaved Processor, idempotent by task_id: a task already final is left
+    /// alone; otherwise PROCESSING then COMPLETED, then OK.
+    Idempotent,
     /// Answers this status.
     Fail(Code, &'static str),
     /// Waits, then answers the inner reply.
@@ -40,6 +43,7 @@ struct State {
     default: Mutex<Reply>,
     store: Option<Store>,
     calls: AtomicUsize,
+    fail_every: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     received: Mutex<Vec<Received>>,
@@ -82,6 +86,7 @@ impl FakeProcessor {
             default: Mutex::new(default),
             store,
             calls: AtomicUsize::new(0),
+            fail_every: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             received: Mutex::default(),
@@ -112,6 +117,11 @@ impl FakeProcessor {
     /// Changes the default answer.
     pub fn set_default(&self, reply: Reply) {
         *self.state.default.lock().unwrap() = reply;
+    }
+
+    /// From now on every `n`th call answers UNAVAILABLE (0: none).
+    pub fn fail_every(&self, n: usize) {
+        self.state.fail_every.store(n, Ordering::SeqCst);
     }
 
     /// Calls received so far.
@@ -171,7 +181,7 @@ impl processor_server::Processor for Handler {
         let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let _in_flight = InFlight(&state.in_flight);
         state.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        state.calls.fetch_add(1, Ordering::SeqCst);
+        let call = state.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let metadata = |key: &str| {
             request
                 .metadata()
@@ -186,6 +196,12 @@ impl processor_server::Processor for Handler {
             grpc_timeout: metadata("grpc-timeout"),
         };
         state.received.lock().unwrap().push(received.clone());
+        let every = state.fail_every.load(Ordering::SeqCst);
+        if every > 0 && call.is_multiple_of(every) {
+            return Err(Status::unavailable(
+                "failing one call in every few, on purpose",
+            ));
+        }
         let reply = state
             .script
             .lock()
@@ -209,6 +225,23 @@ async fn answer(
             }
             Reply::Accept => return Ok(Response::new(ProcessVideoResponse {})),
             Reply::Fail(code, message) => return Err(Status::new(code, message)),
+            Reply::Idempotent => {
+                let store = state
+                    .store
+                    .as_ref()
+                    .expect("Reply::Idempotent needs a store");
+                let status = store
+                    .processor_status(task_id)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                if status
+                    .as_deref()
+                    .is_some_and(task_service::task::is_terminal_text)
+                {
+                    return Ok(Response::new(ProcessVideoResponse {}));
+                }
+                reply = Reply::Complete;
+            }
             Reply::Complete => {
                 let store = state.store.as_ref().expect("Reply::Complete needs a store");
                 let now = task_service::task::now_timestamp();

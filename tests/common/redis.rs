@@ -97,6 +97,32 @@ impl TestRedis {
         self.wait_ready().await;
     }
 
+    /// Cuts the container off the network (connections through the published port fail) until
+    /// [`TestRedis::reconnect`].
+    pub async fn disconnect(&self) {
+        docker(&["network", "disconnect", "bridge", self.container.id()]);
+    }
+
+    /// Puts the container back on the network.
+    pub async fn reconnect(&self) {
+        docker(&["network", "connect", "bridge", self.container.id()]);
+        self.wait_ready().await;
+    }
+
+    /// Redis's `used_memory`, in bytes.
+    pub async fn used_memory(&self) -> u64 {
+        let mut conn = self.connection().await;
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap()
+    }
+
     /// Freezes the container: connections stay open, nothing answers.
     pub async fn pause(&self) {
         self.container.pause().await.unwrap();
@@ -139,4 +165,17 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Runs a docker command, failing the test if it fails.
+fn docker(args: &[&str]) {
+    let output = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -138,7 +138,11 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts the binary with the fast settings and `vars`, and waits until it accepts connections.
     pub async fn start(vars: &[(String, String)]) -> Self {
-        let port = super::redis::free_port();
+        Self::start_on(vars, super::redis::free_port()).await
+    }
+
+    /// [`ServiceProcess::start`] on a given port (to come back where clients look for it).
+    pub async fn start_on(vars: &[(String, String)], port: u16) -> Self {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_task-service"));
         command
             .env_clear()

@@ -1,0 +1,162 @@
+//! The chaos suite: real faults under a steady stream of CreateTask — Redis stopped, paused and
+//! cut off the network; the Processor killed, slow and failing; service instances SIGKILLed —
+//! then the invariants: every accepted task ends COMPLETED, or FAILED with a reason, within the
+//! bound; none moved backwards; duplicates counted; Redis memory back to its baseline after the
+//! TTLs. `TASK_CHAOS=full` runs each scenario four times longer.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Reply,
+    chaos::{Cast, secs},
+};
+use tokio::time::sleep;
+
+/// The time, after the last fault, within which every accepted task must be final.
+const BOUND: Duration = Duration::from_secs(60);
+/// CreateTask calls per second.
+const RATE: u32 = 40;
+
+#[tokio::test]
+async fn redis_stopped_and_started_again() {
+    let cast = Cast::start("redis stop/start", 1, &[]).await;
+    let load = cast.load(RATE);
+    sleep(secs(3)).await;
+    cast.redis.stop().await;
+    sleep(secs(3)).await;
+    cast.redis.restart().await;
+    sleep(secs(4)).await;
+    let created = load.stop().await;
+    assert!(
+        created.refused.contains_key("Internal"),
+        "the outage was seen: {:?}",
+        created.refused
+    );
+    cast.verify(created, BOUND).await;
+}
+
+#[tokio::test]
+async fn redis_paused() {
+    let cast = Cast::start("redis paused", 1, &[]).await;
+    let load = cast.load(RATE);
+    sleep(secs(3)).await;
+    cast.redis.pause().await;
+    sleep(secs(4)).await;
+    cast.redis.unpause().await;
+    sleep(secs(4)).await;
+    let created = load.stop().await;
+    cast.verify(created, BOUND).await;
+}
+
+#[tokio::test]
+async fn network_cut_between_the_service_and_redis() {
+    let cast = Cast::start("network cut", 1, &[]).await;
+    let load = cast.load(RATE);
+    sleep(secs(3)).await;
+    cast.redis.disconnect().await;
+    sleep(secs(3)).await;
+    cast.redis.reconnect().await;
+    sleep(secs(4)).await;
+    let created = load.stop().await;
+    cast.verify(created, BOUND).await;
+}
+
+#[tokio::test]
+async fn processor_killed_then_back() {
+    let mut cast = Cast::start("processor killed", 1, &[]).await;
+    let load = cast.load(RATE);
+    sleep(secs(3)).await;
+    let addr = cast.processor.addr;
+    cast.processor.stop();
+    sleep(secs(4)).await;
+    let store = common::service::redis_store(&common::service::config(&cast.redis.vars()));
+    let listener = loop {
+        // The port frees up as soon as the old server's listener is dropped.
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(_) => sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let old = std::mem::replace(
+        &mut cast.processor,
+        common::FakeProcessor::serve(listener, Reply::Idempotent, Some(store)).await,
+    );
+    sleep(secs(4)).await;
+    let created = load.stop().await;
+    // Deliveries to the killed Processor count as duplicates too.
+    let before = old.received().len();
+    println!("chaos processor killed: {before} calls reached the first Processor");
+    cast.verify(created, BOUND).await;
+}
+
+#[tokio::test]
+async fn processor_slow_for_a_while() {
+    let cast = Cast::start(
+        "processor slow (10 s answers)",
+        1,
+        &[("TASK_PROCESSOR_TIMEOUT", "15s")],
+    )
+    .await;
+    let load = cast.load(RATE);
+    sleep(secs(2)).await;
+    cast.processor.set_default(Reply::After(
+        Duration::from_secs(10),
+        Box::new(Reply::Idempotent),
+    ));
+    sleep(secs(4)).await;
+    cast.processor.set_default(Reply::Idempotent);
+    sleep(secs(3)).await;
+    let created = load.stop().await;
+    cast.verify(created, BOUND).await;
+}
+
+#[tokio::test]
+async fn processor_failing_one_call_in_three() {
+    let cast = Cast::start(
+        "processor failing 1 in 3",
+        1,
+        &[("TASK_BREAKER_CONSECUTIVE_FAILURES", "20")],
+    )
+    .await;
+    cast.processor.fail_every(3);
+    let load = cast.load(RATE);
+    sleep(secs(8)).await;
+    let created = load.stop().await;
+    let verdict = cast.verify(created, BOUND).await;
+    assert_eq!(
+        verdict.failed, 0,
+        "transient failures are retried, not turned into FAILED"
+    );
+}
+
+#[tokio::test]
+async fn service_sigkilled_five_times_in_a_row() {
+    let mut cast = Cast::start("service SIGKILLed 5 times", 1, &[]).await;
+    let load = cast.load(RATE);
+    for _ in 0..5 {
+        sleep(secs(2)).await;
+        cast.kill(0).await;
+        cast.restart(0).await;
+    }
+    sleep(secs(3)).await;
+    let created = load.stop().await;
+    cast.verify(created, BOUND).await;
+}
+
+#[tokio::test]
+async fn one_of_two_replicas_killed() {
+    let mut cast = Cast::start("one of two replicas killed", 2, &[]).await;
+    let load = cast.load(RATE);
+    sleep(secs(4)).await;
+    cast.kill(0).await;
+    sleep(secs(6)).await;
+    let created = load.stop().await;
+    assert!(
+        created.refused.contains_key("Unavailable"),
+        "calls to the dead replica fail: {:?}",
+        created.refused
+    );
+    cast.verify(created, BOUND).await;
+}
