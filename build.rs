@@ -18,9 +18,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut served = descriptors.clone();
     served.file.retain(|file| file.name() == "task.proto");
     fs::write(out_dir.join("descriptor.bin"), served.encode_to_vec())?;
+    // The served API decodes with our codec (undecodable input is INVALID_ARGUMENT); the
+    // Processor's client keeps prost's.
+    let mut processor = descriptors;
+    processor.file.retain(|file| file.name() != "task.proto");
     tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_fds(descriptors)?;
+        .codec_path("crate::codec::TaskCodec")
+        .compile_fds(served)?;
+    tonic_prost_build::configure().compile_fds(processor)?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The one table that turns every failure into a `tonic::Status` with a message a person can
-//! act on: the API's own errors ([`Error`]) and the server middleware's ([`status_for`]).
+//! act on: the API's own errors ([`Error`]), the server middleware's ([`status_for`]) and
+//! malformed gRPC input's ([`status_for_framing`], [`undecodable_message`]).
 
 use std::time::Duration;
 
@@ -36,6 +37,64 @@ impl From<Error> for Status {
         };
         Status::new(code, error.to_string())
     }
+}
+
+/// What is wrong with a unary request's gRPC framing (see `server::unary_framing`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    /// The body ended before any message.
+    #[error("the request carries no message; a unary call needs exactly one")]
+    NoMessage,
+    /// A second message followed the first.
+    #[error("the request carries more than one message; a unary call takes exactly one")]
+    SeveralMessages,
+    /// The compressed-flag is neither 0 nor 1.
+    #[error("invalid compressed-flag {0} in a message prefix (valid flags are 0 and 1)")]
+    InvalidFlag(u8),
+    /// The compressed-flag is set, with no `grpc-encoding` saying how.
+    #[error("a message has its compressed-flag set but the request has no grpc-encoding header")]
+    CompressedWithoutEncoding,
+    /// The declared length is over the server's limit.
+    #[error(
+        "the request message declares {declared} bytes; this server accepts at most {limit} \
+         (TASK_MAX_MESSAGE_BYTES)"
+    )]
+    TooLarge {
+        /// Declared by the prefix.
+        declared: usize,
+        /// The server's limit.
+        limit: usize,
+    },
+    /// The body ended inside a 5-byte message prefix.
+    #[error("the request body ended inside a message prefix ({got} of its 5 bytes)")]
+    TruncatedPrefix {
+        /// Prefix bytes received.
+        got: usize,
+    },
+    /// The body ended before the declared length.
+    #[error("the request body ended inside a message ({got} of the {declared} bytes it declares)")]
+    TruncatedMessage {
+        /// Message bytes received.
+        got: usize,
+        /// Declared by the prefix.
+        declared: usize,
+    },
+}
+
+/// The status for malformed framing: RESOURCE_EXHAUSTED for a message over the size limit (the
+/// gRPC convention), INVALID_ARGUMENT for the rest.
+pub fn status_for_framing(error: &FramingError) -> Status {
+    let code = match error {
+        FramingError::TooLarge { .. } => Code::ResourceExhausted,
+        _ => Code::InvalidArgument,
+    };
+    Status::new(code, error.to_string())
+}
+
+/// The status for a message that is not valid protobuf of its type (e.g. invalid UTF-8 in a
+/// string field): INVALID_ARGUMENT, where gRPC's default codec says INTERNAL.
+pub fn undecodable_message(type_name: &str, error: &prost::DecodeError) -> Status {
+    Status::invalid_argument(format!("the message is not a valid {type_name}: {error}"))
 }
 
 /// The status for an error that a server layer returned instead of a response.

@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod app;
+pub mod codec;
 pub mod config;
 pub mod dev;
 pub mod dispatch;

@@ -21,10 +21,10 @@ impl TaskId {
         if raw.is_empty() {
             return Err("task_id is empty".into());
         }
-        if raw.len() != 36 {
+        let characters = raw.chars().count();
+        if characters != 36 {
             return Err(format!(
-                "task_id must be a hyphenated UUID of 36 characters (like {EXAMPLE_ID}), got {} characters",
-                raw.chars().count()
+                "task_id must be a hyphenated UUID of 36 characters (like {EXAMPLE_ID}), got {characters} characters"
             ));
         }
         Uuid::try_parse(raw).map(Self).map_err(|_| {

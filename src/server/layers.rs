@@ -20,6 +20,7 @@ use super::{
     errors_as_status::ErrorsAsStatusLayer,
     rpc_metrics::RpcMetricsLayer,
     trace::{self, GrpcTraceLayer, RequestIds},
+    unary_framing::UnaryFramingLayer,
 };
 use crate::{
     config::{RateLimitKey, ServerConfig},
@@ -36,18 +37,24 @@ type PanicHandler = fn(Box<dyn Any + Send>) -> http::Response<tonic::body::Body>
 pub type Layers = Stack<
     CatchPanicLayer<PanicHandler>,
     Stack<
-        DeadlineLayer,
+        UnaryFramingLayer,
         Stack<
-            Either<LoadShedLayer, Identity>,
+            DeadlineLayer,
             Stack<
-                Either<RateLimitLayer, Identity>,
+                Either<LoadShedLayer, Identity>,
                 Stack<
-                    ErrorsAsStatusLayer,
+                    Either<RateLimitLayer, Identity>,
                     Stack<
-                        PropagateRequestIdLayer,
+                        ErrorsAsStatusLayer,
                         Stack<
-                            RpcMetricsLayer,
-                            Stack<GrpcTraceLayer, Stack<SetRequestIdLayer<RequestIds>, Identity>>,
+                            PropagateRequestIdLayer,
+                            Stack<
+                                RpcMetricsLayer,
+                                Stack<
+                                    GrpcTraceLayer,
+                                    Stack<SetRequestIdLayer<RequestIds>, Identity>,
+                                >,
+                            >,
                         >,
                     >,
                 >,
@@ -87,6 +94,12 @@ pub fn stack(config: &ServerConfig, limits: &Limits, metrics: &Metrics) -> Servi
             DeadlineLayer::new(config.request_timeout, config.request_timeout_max)
                 .with_margin(DEADLINE_MARGIN),
         )
+        // Malformed framing of a Task call (a second message, a bad prefix, a truncated body) is
+        // INVALID_ARGUMENT before the handler runs; only admitted requests' bodies are read.
+        .layer(UnaryFramingLayer::new(
+            "/task.Task/",
+            config.max_message_bytes,
+        ))
         // Innermost, right around the handler: a panic becomes INTERNAL for this request and
         // the connection, and the server, keep serving.
         .layer(CatchPanicLayer::custom(panic_response as PanicHandler))

@@ -10,6 +10,7 @@ pub mod health;
 pub mod layers;
 pub mod rpc_metrics;
 pub mod trace;
+mod unary_framing;
 
 use std::time::Duration;
 

@@ -169,6 +169,18 @@ impl ServiceProcess {
         Self { addr, child }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("still running")
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .try_wait()
+            .expect("the child's status is readable")
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
