@@ -2,16 +2,18 @@
 //! cut off the network; the Processor killed, slow and failing; service instances SIGKILLed —
 //! then the invariants: every accepted task ends COMPLETED, or FAILED with a reason, within the
 //! bound; none moved backwards; duplicates counted; Redis memory back to its baseline after the
-//! TTLs. `TASK_CHAOS=full` runs each scenario four times longer.
+//! TTLs; and what a Redis that lost its data leaves. `TASK_CHAOS=full` runs each scenario four
+//! times longer.
 
 mod common;
 
-use std::time::Duration;
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use common::{
     Reply,
     chaos::{Cast, secs},
 };
+use task_service::proto::task::GetTaskStatusRequest;
 use tokio::time::sleep;
 
 /// The time, after the last fault, within which every accepted task must be final.
@@ -61,6 +63,51 @@ async fn network_cut_between_the_service_and_redis() {
     sleep(secs(4)).await;
     let created = load.stop().await;
     cast.verify(created, BOUND).await;
+}
+
+#[tokio::test]
+async fn redis_loses_its_data() {
+    let cast = Cast::start("redis lost its data", 1, &[]).await;
+    let load = cast.load(RATE);
+    sleep(secs(3)).await;
+    let before = load.stop().await;
+    // Some of these are still being dispatched or processed when their data goes.
+    cast.redis.flush_all().await;
+    let load = cast.load(RATE);
+    sleep(secs(5)).await;
+    let after = load.stop().await;
+
+    // The lost tasks answer at once: NOT_FOUND, or what the Processor wrote after the loss (its
+    // plain HSET recreates the hash, which a read gives its TTL); never an error, never a hang.
+    let mut client =
+        common::service::client(SocketAddr::from(([127, 0, 0, 1], cast.ports[0]))).await;
+    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+    for id in &before.accepted {
+        let answer = client
+            .get_task_status(GetTaskStatusRequest {
+                task_id: id.clone(),
+            })
+            .await;
+        let label = match answer {
+            Ok(response) => response.into_inner().status,
+            Err(status) => format!("{:?}", status.code()),
+        };
+        *answers.entry(label).or_default() += 1;
+    }
+    println!(
+        "chaos {}: {} tasks created before the loss answer {answers:?}",
+        cast.name,
+        before.accepted.len()
+    );
+    assert!(
+        answers
+            .keys()
+            .all(|label| label == "NotFound" || label == "COMPLETED"),
+        "tasks lost with the data answer NOT_FOUND (or COMPLETED if the Processor wrote after the loss): {answers:?}"
+    );
+    // The service carries on without a restart: the queue and its group are recreated, and
+    // every task created after the loss completes.
+    cast.verify(after, BOUND).await;
 }
 
 #[tokio::test]

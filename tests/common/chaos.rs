@@ -45,7 +45,8 @@ pub struct Cast {
     pub ports: Vec<u16>,
     /// The variables every instance gets.
     pub vars: Vec<(String, String)>,
-    observer: Observer,
+    /// What every task showed.
+    pub observer: Observer,
     baseline_memory: u64,
 }
 
@@ -78,6 +79,11 @@ impl Cast {
             observer,
             baseline_memory,
         }
+    }
+
+    /// Tasks to follow: push the id of every task whose CreateTask answered OK.
+    pub fn tracker(&self) -> Arc<Mutex<Vec<String>>> {
+        self.observer.ids.clone()
     }
 
     /// A steady stream of CreateTask, spread over every instance's port.
@@ -308,9 +314,11 @@ impl Workload {
 type Histories = Arc<Mutex<HashMap<String, Vec<(String, String)>>>>;
 
 /// Every status each task showed, read from Redis every 50 ms.
-struct Observer {
+pub struct Observer {
     ids: Arc<Mutex<Vec<String>>>,
     seen: Histories,
+    vanished: Arc<Mutex<Vec<String>>>,
+    first_seen: Arc<Mutex<HashMap<String, Instant>>>,
     stop: CancellationToken,
 }
 
@@ -339,16 +347,37 @@ impl Observer {
     async fn start(redis: &TestRedis) -> Self {
         let ids: Arc<Mutex<Vec<String>>> = Arc::default();
         let seen: Histories = Arc::default();
+        let vanished: Arc<Mutex<Vec<String>>> = Arc::default();
+        let first_seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         let stop = CancellationToken::new();
         // A connection that reconnects by itself: the observer must outlive Redis's outages.
         let client = redis::Client::open(("127.0.0.1", redis.port)).unwrap();
         let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
-        let (ids2, seen2, stop2) = (ids.clone(), seen.clone(), stop.clone());
+        let (ids2, seen2, stop2, vanished2, first2) = (
+            ids.clone(),
+            seen.clone(),
+            stop.clone(),
+            vanished.clone(),
+            first_seen.clone(),
+        );
         tokio::spawn(async move {
             let mut conn = conn;
+            // Only unfinished tasks are polled: a final task can no longer change (checked
+            // separately by nothing else writing it), so the cost follows the work in flight.
+            let mut active: Vec<String> = Vec::new();
+            let mut taken = 0;
             while !stop2.is_cancelled() {
-                let snapshot: Vec<String> = ids2.lock().unwrap().clone();
-                for chunk in snapshot.chunks(500) {
+                {
+                    let ids = ids2.lock().unwrap();
+                    let mut first = first2.lock().unwrap();
+                    for id in &ids[taken..] {
+                        first.insert(id.clone(), Instant::now());
+                        active.push(id.clone());
+                    }
+                    taken = ids.len();
+                }
+                let mut still_active = Vec::with_capacity(active.len());
+                for chunk in active.chunks(500) {
                     let mut pipe = redis::pipe();
                     for id in chunk {
                         pipe.cmd("HMGET")
@@ -362,22 +391,63 @@ impl Observer {
                     )
                     .await
                     else {
+                        still_active.extend(chunk.iter().cloned());
                         continue;
                     };
                     let mut seen = seen2.lock().unwrap();
                     for (id, (status, error)) in chunk.iter().zip(rows) {
-                        let Some(status) = status else { continue };
+                        let Some(status) = status else {
+                            // Gone before it was seen final: lost (unless never seen at all yet,
+                            // which a fresh task can be for a moment).
+                            if seen.contains_key(id) {
+                                vanished2.lock().unwrap().push(id.clone());
+                            } else {
+                                still_active.push(id.clone());
+                            }
+                            continue;
+                        };
                         let history = seen.entry(id.clone()).or_default();
                         let now = (status, error.unwrap_or_default());
                         if history.last() != Some(&now) {
-                            history.push(now);
+                            history.push(now.clone());
+                        }
+                        if !is_final(&now.0) {
+                            still_active.push(id.clone());
                         }
                     }
                 }
+                active = still_active;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        Self { ids, seen, stop }
+        Self {
+            ids,
+            seen,
+            vanished,
+            first_seen,
+            stop,
+        }
+    }
+
+    /// Tasks that vanished from Redis before they were final.
+    pub fn lost_now(&self) -> usize {
+        self.vanished.lock().unwrap().len()
+    }
+
+    /// Tasks not final `bound` after they were first seen.
+    pub fn stuck_now(&self, bound: Duration) -> usize {
+        let seen = self.seen.lock().unwrap();
+        let first = self.first_seen.lock().unwrap();
+        first
+            .iter()
+            .filter(|(id, at)| {
+                at.elapsed() > bound
+                    && !seen
+                        .get(*id)
+                        .and_then(|h| h.last())
+                        .is_some_and(|(s, _)| is_final(s))
+            })
+            .count()
     }
 
     fn stop(&self) {
@@ -404,8 +474,9 @@ impl Observer {
             *deliveries.entry(r.task_id.as_str()).or_default() += 1;
         }
         verdict.duplicates = deliveries.values().map(|n| n.saturating_sub(1)).sum();
+        let vanished = self.vanished.lock().unwrap().clone();
         for id in ids {
-            let Some(history) = seen.get(id) else {
+            let Some(history) = seen.get(id).filter(|_| !vanished.contains(id)) else {
                 verdict.lost += 1;
                 continue;
             };

@@ -123,6 +123,13 @@ impl TestRedis {
             .unwrap()
     }
 
+    /// Empties Redis (FLUSHALL): what a Redis that lost its data, or a failover to an empty
+    /// replica, looks like to its clients.
+    pub async fn flush_all(&self) {
+        let mut conn = self.connection().await;
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    }
+
     /// Freezes the container: connections stay open, nothing answers.
     pub async fn pause(&self) {
         self.container.pause().await.unwrap();
