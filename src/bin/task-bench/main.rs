@@ -1,6 +1,7 @@
 //! `task-bench`: the Task service's load generator and its benchmark helpers.
 
 mod ceiling;
+mod drain;
 mod load;
 mod processor;
 mod report;
@@ -41,6 +42,8 @@ enum Command {
     /// Writes COMPLETED tasks with deterministic ids straight into Redis, and prints the memory
     /// they take.
     Seed(seed::Args),
+    /// Watches the dispatch queue drain and reports the rate.
+    Drain(drain::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
             Command::Ceiling { listen } => ceiling::serve(listen).await,
             Command::Processor { listen } => processor::serve(listen).await,
             Command::Seed(args) => seed::run(args).await,
+            Command::Drain(args) => drain::run(args).await,
         }
     });
     match result {
