@@ -151,8 +151,15 @@ impl Cast {
         // With a short TTL, every task key expires and Redis returns to its baseline.
         self.observer.stop();
         let redis = &self.redis;
+        let ttl = self
+            .vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "TASK_TTL")
+            .and_then(|(_, v)| humantime::parse_duration(v).ok())
+            .unwrap_or_default();
         eventually(
-            Duration::from_secs(60),
+            ttl + Duration::from_secs(45),
             "the tasks' TTLs to pass",
             || async {
                 let mut conn = redis.connection().await;
