@@ -23,7 +23,7 @@ pub mod outcome;
 pub mod reaper;
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -62,8 +62,9 @@ struct Shared {
     config: DispatchConfig,
     consumer: String,
     metrics: Metrics,
-    /// Entries held by this instance; their leases are renewed.
-    held: Mutex<HashSet<String>>,
+    /// Entries held by this instance, whose leases are renewed; `true` once the write that ends
+    /// the entry here (acknowledging it) has been sent.
+    held: Mutex<HashMap<String, bool>>,
     /// Set at shutdown: take no more entries, stop waiting.
     stop: CancellationToken,
     /// Set when the grace period is over: abandon calls in flight.
@@ -261,6 +262,7 @@ async fn deliver_in_span(shared: Arc<Shared>, entry: QueueEntry, _slot: OwnedSem
         shared.verdict(&entry).await
     };
     tracing::Span::current().record("dispatch.outcome", verdict.name());
+    shared.settling(&entry.id);
     match verdict {
         Verdict::Accepted => {
             let next_check = now_ms() + shared.config.watch_interval.as_millis() as u64;
@@ -327,7 +329,19 @@ impl Shared {
         self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_owned());
+            .insert(id.to_owned(), false);
+    }
+
+    /// The entry's ending write is on its way: its leaving the pending list is no lost lease.
+    fn settling(&self, id: &str) {
+        if let Some(settling) = self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(id)
+        {
+            *settling = true;
+        }
     }
 
     fn release(&self, id: &str) {
@@ -341,8 +355,19 @@ impl Shared {
         self.held
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
+            .keys()
             .cloned()
+            .collect()
+    }
+
+    /// Held entries whose ending write has not been sent yet.
+    fn unsettled_ids(&self) -> HashSet<String> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, settling)| !**settling)
+            .map(|(id, _)| id.clone())
             .collect()
     }
 
