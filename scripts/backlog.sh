@@ -8,24 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${BACKLOG_SIZES:-10000 100000 1000000}
 
-command -v redis-server >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server redis-tools >/dev/null
-cargo build --release --bins --quiet
-bin=target/release
-work=$(mktemp -d)
-cleanup() {
-  for pidfile in "$work"/*.pid; do [ -e "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+. scripts/bench-common.sh
 used_memory() { redis-cli -p "$redis_port" INFO memory | tr -d '\r' | sed -n 's/^used_memory://p'; }
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --save '' --appendonly no --maxmemory-policy noeviction --logfile "$work/redis.log" &
-echo $! > "$work/redis.pid"
-wait_port "$redis_port"
 
 printf '\n| waiting tasks | created at (tasks/s) | Redis memory per waiting task | drain (tasks/s) | first 10 s (tasks/s) | service RSS peak while draining |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n' > "$work/table.md"
 for size in $SIZES; do

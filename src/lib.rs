@@ -25,6 +25,7 @@ pub mod dev;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;
+pub mod process;
 pub mod processor;
 pub mod proto;
 pub mod server;

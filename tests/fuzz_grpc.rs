@@ -783,12 +783,7 @@ struct Violation {
 
 /// The server's resident memory, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc readable");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/<pid>/status")
+    task_service::process::resident_bytes(pid).expect("the server's VmRSS") / 1024
 }
 
 /// Iterations between two samples of the server's memory.

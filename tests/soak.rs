@@ -14,6 +14,7 @@ use std::{
 use common::chaos::Cast;
 use hdrhistogram::Histogram;
 use rand::Rng;
+use task_service::process::resident_bytes;
 use task_service::proto::task::{CreateTaskRequest, GetTaskStatusRequest, task_client::TaskClient};
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;
@@ -34,17 +35,7 @@ async fn peak(
 ) -> f64 {
     let window = Arc::new(Mutex::new(Window::default()));
     let stop = CancellationToken::new();
-    let workers: Vec<_> = (0..32)
-        .map(|_| {
-            tokio::spawn(worker(
-                client.clone(),
-                ids.clone(),
-                window.clone(),
-                stop.clone(),
-                None,
-            ))
-        })
-        .collect();
+    let workers = spawn_workers(32, client, ids, &window, &stop, None);
     sleep(duration).await;
     stop.cancel();
     for w in workers {
@@ -52,6 +43,28 @@ async fn peak(
     }
     let total: u64 = window.lock().unwrap().codes.values().sum();
     total as f64 / duration.as_secs_f64()
+}
+
+/// `count` workers sharing `window` until `stop`.
+fn spawn_workers(
+    count: usize,
+    client: &TaskClient<Channel>,
+    ids: &Arc<Mutex<Vec<String>>>,
+    window: &Arc<Mutex<Window>>,
+    stop: &CancellationToken,
+    interval: Option<Duration>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..count)
+        .map(|_| {
+            tokio::spawn(worker(
+                client.clone(),
+                ids.clone(),
+                window.clone(),
+                stop.clone(),
+                interval,
+            ))
+        })
+        .collect()
 }
 
 /// One client: 1 create in 10, otherwise a status read of a known task; paced if `interval`.
@@ -147,55 +160,47 @@ async fn soak() {
     let window = Arc::new(Mutex::new(Window::default()));
     let stop = CancellationToken::new();
     let interval = Duration::from_secs_f64(workers_count as f64 / rate);
-    let workers: Vec<_> = (0..workers_count)
-        .map(|_| {
-            tokio::spawn(worker(
-                client.clone(),
-                ids.clone(),
-                window.clone(),
-                stop.clone(),
-                Some(interval),
-            ))
-        })
-        .collect();
+    let workers = spawn_workers(workers_count, &client, &ids, &window, &stop, Some(interval));
 
     let mut rss_peak = 0;
     for minute in 1..=minutes {
         let minute_started = Instant::now();
-        // A fault in most minutes, rotating through the kinds the chaos suite covers.
+        // A fault in most minutes, 20 s into it, rotating through the kinds the chaos suite
+        // covers.
         let fault = match minute % 5 {
-            1 => {
+            0 => "",
+            kind => {
                 sleep(Duration::from_secs(20)).await;
-                cast.redis.stop().await;
-                sleep(Duration::from_secs(3)).await;
-                cast.redis.restart().await;
-                "Redis restarted"
+                match kind {
+                    1 => {
+                        cast.redis.stop().await;
+                        sleep(Duration::from_secs(3)).await;
+                        cast.redis.restart().await;
+                        "Redis restarted"
+                    }
+                    2 => {
+                        cast.redis.pause().await;
+                        sleep(Duration::from_secs(3)).await;
+                        cast.redis.unpause().await;
+                        "Redis paused 3 s"
+                    }
+                    3 => {
+                        cast.processor.fail_every(3);
+                        sleep(Duration::from_secs(15)).await;
+                        cast.processor.fail_every(0);
+                        "Processor failing 1 in 3"
+                    }
+                    _ => {
+                        cast.kill(0).await;
+                        cast.restart(0).await;
+                        "service SIGKILLed"
+                    }
+                }
             }
-            2 => {
-                sleep(Duration::from_secs(20)).await;
-                cast.redis.pause().await;
-                sleep(Duration::from_secs(3)).await;
-                cast.redis.unpause().await;
-                "Redis paused 3 s"
-            }
-            3 => {
-                sleep(Duration::from_secs(20)).await;
-                cast.processor.fail_every(3);
-                sleep(Duration::from_secs(15)).await;
-                cast.processor.fail_every(0);
-                "Processor failing 1 in 3"
-            }
-            4 => {
-                sleep(Duration::from_secs(20)).await;
-                cast.kill(0).await;
-                cast.restart(0).await;
-                "service SIGKILLed"
-            }
-            _ => "",
         };
         let pid = cast.services[0].as_ref().map(|s| s.pid());
         while minute_started.elapsed() < Duration::from_secs(60) {
-            if let Some(rss) = pid.and_then(rss_bytes) {
+            if let Some(rss) = pid.and_then(resident_bytes) {
                 rss_peak = rss_peak.max(rss);
             }
             sleep(Duration::from_millis(500)).await;
@@ -206,7 +211,7 @@ async fn soak() {
         let p99 = seen
             .latency
             .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1000.0);
-        let rss = pid.and_then(rss_bytes).unwrap_or(0) as f64 / 1_048_576.0;
+        let rss = pid.and_then(resident_bytes).unwrap_or(0) as f64 / 1_048_576.0;
         let lost = cast.observer.lost_now();
         let stuck = cast.observer.stuck_now(Duration::from_secs(60));
         println!(
@@ -229,18 +234,4 @@ async fn soak() {
         refused: BTreeMap::new(),
     };
     cast.verify(created, Duration::from_secs(120)).await;
-}
-
-/// VmRSS of a process.
-fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }

@@ -12,12 +12,8 @@ use crate::BoxError;
 /// What to watch.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Redis host.
-    #[arg(long, default_value = "127.0.0.1")]
-    redis_host: String,
-    /// Redis port.
-    #[arg(long, default_value_t = 6379)]
-    redis_port: u16,
+    #[command(flatten)]
+    redis: crate::RedisAddr,
     /// The dispatch stream (`{TASK_REDIS_KEY_PREFIX}:dispatch`).
     #[arg(long, default_value = "task-service:dispatch")]
     stream: String,
@@ -43,7 +39,7 @@ struct Drained {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
-    let client = redis::Client::open((args.redis_host.as_str(), args.redis_port))?;
+    let client = args.redis.client()?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let depth = |conn: &mut redis::aio::MultiplexedConnection| {
         let mut conn = conn.clone();
@@ -65,7 +61,7 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         current = depth(&mut conn).await?;
         if let Some(pid) = args.pid {
-            let rss = crate::load::rss_bytes(pid).unwrap_or(0);
+            let rss = task_service::process::resident_bytes(pid).unwrap_or(0);
             rss_peak = Some(rss_peak.unwrap_or(0).max(rss));
         }
         if at_10s.is_none() && started.elapsed() >= Duration::from_secs(10) {

@@ -438,7 +438,7 @@ impl RssSampler {
         let task = tokio::spawn(async move {
             let mut peak = 0;
             while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(rss_bytes(pid).unwrap_or(0));
+                peak = peak.max(task_service::process::resident_bytes(pid).unwrap_or(0));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             peak
@@ -450,18 +450,4 @@ impl RssSampler {
         self.done.store(true, Ordering::Relaxed);
         self.task.await.unwrap_or(0)
     }
-}
-
-/// VmRSS of a process, from /proc.
-pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }

@@ -73,6 +73,27 @@ fn main() -> ExitCode {
 /// Errors of the tool.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Where the benchmark's Redis listens (for the subcommands that talk to it directly).
+#[derive(Debug, clap::Args)]
+struct RedisAddr {
+    /// Redis host.
+    #[arg(long, default_value = "127.0.0.1")]
+    redis_host: String,
+    /// Redis port.
+    #[arg(long, default_value_t = 6379)]
+    redis_port: u16,
+}
+
+impl RedisAddr {
+    /// A client for it.
+    fn client(&self) -> Result<bb8_redis::redis::Client, BoxError> {
+        Ok(bb8_redis::redis::Client::open((
+            self.redis_host.as_str(),
+            self.redis_port,
+        ))?)
+    }
+}
+
 /// Parses `10s`, `500ms`, `2m`.
 fn duration(raw: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(raw)

@@ -8,12 +8,8 @@ use crate::{BoxError, seeded_id};
 /// What to write.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Redis host.
-    #[arg(long, default_value = "127.0.0.1")]
-    redis_host: String,
-    /// Redis port.
-    #[arg(long, default_value_t = 6379)]
-    redis_port: u16,
+    #[command(flatten)]
+    redis: crate::RedisAddr,
     /// Tasks to write (ids 0..count of the deterministic id space).
     #[arg(long)]
     count: u64,
@@ -34,7 +30,7 @@ struct Seeded {
 }
 
 pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
-    let client = redis::Client::open((args.redis_host.as_str(), args.redis_port))?;
+    let client = args.redis.client()?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let before = used_memory(&mut conn).await?;
     let now = task_service::task::now_timestamp();
