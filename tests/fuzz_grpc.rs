@@ -15,22 +15,15 @@
 mod common;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, VecDeque},
-    convert::Infallible,
-    future::poll_fn,
-    net::SocketAddr,
-    pin::Pin,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
-    task::{Context, Poll},
     time::Duration,
 };
 
-use common::{FakeProcessor, Reply, ServiceProcess, TestRedis};
-use hyper::{
-    body::{Body, Bytes, Frame},
-    client::conn::http2,
+use common::{
+    FakeProcessor, Reply, ServiceProcess, TestRedis,
+    raw_grpc::{connect, exchange, frame, well_framed},
 };
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message;
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use task_service::{
@@ -139,19 +132,6 @@ impl Input {
             if body.len() > 40 { "…" } else { "" }
         )
     }
-}
-
-/// A gRPC frame: flag, big-endian length, message.
-fn frame(flag: u8, declared: u32, message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + message.len());
-    out.push(flag);
-    out.extend_from_slice(&declared.to_be_bytes());
-    out.extend_from_slice(message);
-    out
-}
-
-fn well_framed(message: &[u8]) -> Vec<u8> {
-    frame(0, message.len() as u32, message)
 }
 
 fn varint(mut n: u64, out: &mut Vec<u8>) {
@@ -562,163 +542,6 @@ impl Fuzz {
     }
 }
 
-/// A request body sent as the given DATA frames.
-struct Raw(VecDeque<Bytes>);
-
-impl Body for Raw {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// A gRPC answer as read off the wire.
-#[derive(Debug)]
-struct Answer {
-    code: Code,
-    message: String,
-    /// Where `grpc-status` was: `headers` (trailers-only) or `trailers`.
-    place: &'static str,
-    data: Vec<u8>,
-}
-
-/// `grpc-message` is percent-encoded.
-fn percent_decode(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%'
-            && let Some(hex) = raw.get(i + 1..i + 3)
-            && hex.iter().all(u8::is_ascii_hexdigit)
-            && let Ok(byte) = u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16)
-        {
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(raw[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status_of(map: &http::HeaderMap) -> Option<(Code, String)> {
-    let raw = map.get("grpc-status")?;
-    let code = raw
-        .to_str()
-        .ok()
-        .and_then(|s| s.parse::<i32>().ok())
-        .map(Code::from_i32)
-        .unwrap_or(Code::Unknown);
-    let message = map
-        .get("grpc-message")
-        .map(|m| percent_decode(m.as_bytes()))
-        .unwrap_or_default();
-    Some((code, message))
-}
-
-/// Sends one request and reads the whole answer; an `Err` is a protocol failure (reset stream,
-/// connection error, not HTTP 200, no `grpc-status`).
-async fn exchange(
-    sender: &mut http2::SendRequest<Raw>,
-    addr: SocketAddr,
-    input: &Input,
-) -> Result<Answer, String> {
-    sender
-        .ready()
-        .await
-        .map_err(|e| format!("connection not ready: {e}"))?;
-    let mut request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}{}", input.path))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers");
-    for (name, value) in &input.headers {
-        request = request.header(*name, *value);
-    }
-    let body = Raw(input
-        .chunks
-        .iter()
-        .map(|c| Bytes::copy_from_slice(c))
-        .collect());
-    let response = sender
-        .send_request(request.body(body).unwrap())
-        .await
-        .map_err(|e| format!("request failed (reset stream or connection error): {e:?}"))?;
-    let (parts, mut body) = response.into_parts();
-    let mut data = Vec::new();
-    let mut trailers = None;
-    while let Some(frame) = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| {
-            format!(
-                "response body failed after HTTP {} (reset stream?): {e:?}",
-                parts.status
-            )
-        })?;
-        match frame.into_data() {
-            Ok(chunk) => data.extend_from_slice(&chunk),
-            Err(frame) => {
-                if let Ok(t) = frame.into_trailers() {
-                    trailers = Some(t);
-                }
-            }
-        }
-    }
-    if parts.status != http::StatusCode::OK {
-        return Err(format!(
-            "HTTP {} instead of 200 (headers {:?})",
-            parts.status, parts.headers
-        ));
-    }
-    let (status, place) = match (
-        status_of(&parts.headers),
-        trailers.as_ref().and_then(status_of),
-    ) {
-        (Some(s), _) => (s, "headers"),
-        (None, Some(s)) => (s, "trailers"),
-        (None, None) => {
-            return Err(format!(
-                "no grpc-status in headers {:?} or trailers {trailers:?}",
-                parts.headers
-            ));
-        }
-    };
-    Ok(Answer {
-        code: status.0,
-        message: status.1,
-        place,
-        data,
-    })
-}
-
-/// One HTTP/2 connection; its driver's errors are recorded.
-async fn connect(addr: SocketAddr, errors: Arc<Mutex<Vec<String>>>) -> http2::SendRequest<Raw> {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    // Without it, Nagle's algorithm and delayed ACKs add ~40 ms to every small request.
-    tcp.set_nodelay(true).unwrap();
-    let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            errors
-                .lock()
-                .unwrap()
-                .push(format!("the HTTP/2 connection failed: {e:?}"));
-        }
-    });
-    sender
-}
-
 /// Which codes each input may get.
 fn allowed(input: &Input) -> Vec<Code> {
     match (input.kind, input.oracle) {
@@ -838,12 +661,15 @@ async fn grpc_surface_answers_every_input_with_a_proper_status() {
         }
         let input = fuzz.input();
         let method = method_name(input.path);
-        let result =
-            match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(&mut sender, addr, &input)).await
-            {
-                Ok(result) => result,
-                Err(_) => Err(format!("no complete answer within {EXCHANGE_TIMEOUT:?}")),
-            };
+        let result = match tokio::time::timeout(
+            EXCHANGE_TIMEOUT,
+            exchange(&mut sender, addr, input.path, &input.headers, &input.chunks),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(format!("no complete answer within {EXCHANGE_TIMEOUT:?}")),
+        };
         let (label, problem) = match &result {
             Ok(answer) => {
                 *places.entry(answer.place).or_default() += 1;

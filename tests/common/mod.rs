@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod fake_processor;
+pub mod raw_grpc;
 pub mod redis;
 pub mod service;
 
