@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use prost::Message;
 use tonic::{
     Status,
-    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+    codec::{Codec, DecodeBuf, Decoder},
 };
 use tonic_prost::{ProstCodec, ProstEncoder};
 
@@ -49,10 +49,6 @@ impl<U: Message + Default> Decoder for TaskDecoder<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         decode_message(buf).map(Some)
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
     }
 }
 

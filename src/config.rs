@@ -369,10 +369,7 @@ impl Config {
             storage_root,
             processor_addr,
             redis,
-            task_ttl: match v.raw(vars::TASK_TTL) {
-                Some(_) => v.duration(vars::TASK_TTL, Duration::ZERO)?,
-                None => Duration::from_secs(ttl_days * 86_400),
-            },
+            task_ttl: v.duration(vars::TASK_TTL, Duration::from_secs(ttl_days * 86_400))?,
             processor,
             dispatch,
             shutdown_grace: v.duration(vars::SHUTDOWN_GRACE, Duration::from_secs(20))?,

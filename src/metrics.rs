@@ -284,12 +284,9 @@ impl Collector for Live {
                 MetricType::Counter,
             )?;
             let mut family = family;
-            for (scope, name) in [
-                (RateLimitScope::PerClient, "per_client"),
-                (RateLimitScope::Global, "global"),
-            ] {
+            for scope in [RateLimitScope::PerClient, RateLimitScope::Global] {
                 ConstCounter::new(limiter.rejected(scope))
-                    .encode(family.encode_family(&[("scope", name)])?)?;
+                    .encode(family.encode_family(&[("scope", scope.as_str())])?)?;
             }
         }
         if let Some(shed) = &self.load_shed {

@@ -24,8 +24,7 @@ pub(super) async fn renew(shared: Arc<Shared>) {
             Ok(lost) => {
                 // An entry that finished meanwhile, or whose acknowledgement is on its way, is
                 // no longer pending anywhere: not a loss.
-                let unsettled = shared.unsettled_ids();
-                for id in lost.into_iter().filter(|id| unsettled.contains(id)) {
+                for id in shared.unsettled(lost) {
                     // Another instance took it over (our renewals came too late): both may now
                     // call the Processor, which treats task_id as its idempotency key.
                     shared.metrics.dispatch_leases_lost.inc();

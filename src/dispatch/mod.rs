@@ -360,14 +360,11 @@ impl Shared {
             .collect()
     }
 
-    /// Held entries whose ending write has not been sent yet.
-    fn unsettled_ids(&self) -> HashSet<String> {
-        self.held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, settling)| !**settling)
-            .map(|(id, _)| id.clone())
+    /// Those of `ids` still held here with their ending write not sent yet.
+    fn unsettled(&self, ids: Vec<String>) -> Vec<String> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        ids.into_iter()
+            .filter(|id| held.get(id) == Some(&false))
             .collect()
     }
 

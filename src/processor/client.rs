@@ -130,16 +130,17 @@ impl Service<ProcessCall> for ProcessVideoCall {
         );
         let mut request = tonic::Request::new(call.message);
         request.set_timeout(timeout);
-        let mut trace = observability::propagation::to_fields(&client_span);
-        if trace.is_empty() {
-            trace = call.trace.to_vec();
-        }
-        for (field, value) in trace {
-            if let (Ok(key), Ok(value)) = (
-                MetadataKey::from_bytes(field.as_bytes()),
-                MetadataValue::try_from(value.as_str()),
-            ) {
-                request.metadata_mut().insert(key, value);
+        // This call's span context, or, when this service records no spans, the creating
+        // request's context as the queue entry carried it.
+        observability::propagation::inject_headers(&client_span, request.metadata_mut().as_mut());
+        if request.metadata().get("traceparent").is_none() {
+            for (field, value) in call.trace.iter() {
+                if let (Ok(key), Ok(value)) = (
+                    MetadataKey::from_bytes(field.as_bytes()),
+                    MetadataValue::try_from(value.as_str()),
+                ) {
+                    request.metadata_mut().insert(key, value);
+                }
             }
         }
         let span = client_span.clone();

@@ -77,7 +77,7 @@ pub fn stack(config: &ServerConfig, limits: &Limits, metrics: &Metrics) -> Servi
         // what the client sees, rejections included.
         .layer(trace::layer(tracing))
         // Counts every answer by method and code, rejections by the layers below included.
-        .layer(RpcMetricsLayer::new(metrics.clone()))
+        .layer(RpcMetricsLayer::new(metrics))
         // The id goes back on every response, error statuses included.
         .layer(PropagateRequestIdLayer::x_request_id())
         // Every error of the layers below becomes a gRPC status from the one error table; above

@@ -6,6 +6,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -14,18 +15,32 @@ use tokio::time::Instant;
 use tonic::Code;
 use tower::{Layer, Service};
 
+use prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
+
 use crate::metrics::{MethodLabels, Metrics, RpcLabels};
+
+/// The two metric families this layer writes, shared by one pointer per request.
+#[derive(Debug)]
+struct Families {
+    requests: Family<RpcLabels, Counter>,
+    duration: Family<MethodLabels, Histogram>,
+}
 
 /// Wraps services in [`RpcMetrics`].
 #[derive(Clone, Debug)]
 pub struct RpcMetricsLayer {
-    metrics: Metrics,
+    families: Arc<Families>,
 }
 
 impl RpcMetricsLayer {
-    /// Counts into `metrics`.
-    pub fn new(metrics: Metrics) -> Self {
-        Self { metrics }
+    /// Counts into `metrics`' RPC families.
+    pub fn new(metrics: &Metrics) -> Self {
+        Self {
+            families: Arc::new(Families {
+                requests: metrics.rpc_requests.clone(),
+                duration: metrics.rpc_duration.clone(),
+            }),
+        }
     }
 }
 
@@ -35,7 +50,7 @@ impl<S> Layer<S> for RpcMetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RpcMetrics {
             inner,
-            metrics: self.metrics.clone(),
+            families: self.families.clone(),
         }
     }
 }
@@ -44,7 +59,7 @@ impl<S> Layer<S> for RpcMetricsLayer {
 #[derive(Clone, Debug)]
 pub struct RpcMetrics<S> {
     inner: S,
-    metrics: Metrics,
+    families: Arc<Families>,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RpcMetrics<S>
@@ -63,7 +78,7 @@ where
         ResponseFuture {
             method: method_label(request.uri().path()),
             started: Instant::now(),
-            metrics: self.metrics.clone(),
+            families: self.families.clone(),
             inner: self.inner.call(request),
         }
     }
@@ -77,7 +92,7 @@ pin_project! {
         inner: F,
         method: &'static str,
         started: Instant,
-        metrics: Metrics,
+        families: Arc<Families>,
     }
 }
 
@@ -96,12 +111,12 @@ where
             Err(_) => Code::Internal,
         };
         let method = *this.method;
-        this.metrics
-            .rpc_duration
+        this.families
+            .duration
             .get_or_create(&MethodLabels { method })
             .observe(this.started.elapsed().as_secs_f64());
-        this.metrics
-            .rpc_requests
+        this.families
+            .requests
             .get_or_create(&RpcLabels {
                 method,
                 code: code_name(code),

@@ -179,9 +179,10 @@ impl RedisStore {
         task: &TaskRecord,
         trace: &[(String, String)],
     ) -> Result<String, StoreError> {
+        let key = task_key(&task.task_id);
         let mut invocation = scripts::CREATE.prepare_invoke();
         invocation
-            .key(task_key(&task.task_id))
+            .key(&key)
             .key(&self.inner.stream_key)
             .arg(&task.task_id)
             .arg(&task.original_file_key)
@@ -190,23 +191,18 @@ impl RedisStore {
             invocation.arg(field).arg(value);
         }
         let mut conn = self.connection();
-        self.run(
-            ("EVALSHA create", &task_key(&task.task_id)),
-            invocation.invoke_async(&mut conn),
-        )
-        .await
+        self.run(("EVALSHA create", &key), invocation.invoke_async(&mut conn))
+            .await
     }
 
     /// See [`super::Store::read`].
     pub async fn read(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let key = task_key(task_id);
         let mut invocation = scripts::READ.prepare_invoke();
-        invocation.key(task_key(task_id)).arg(self.inner.ttl_secs);
+        invocation.key(&key).arg(self.inner.ttl_secs);
         let mut conn = self.connection();
         let flat: Vec<String> = self
-            .run(
-                ("EVALSHA read", &task_key(task_id)),
-                invocation.invoke_async(&mut conn),
-            )
+            .run(("EVALSHA read", &key), invocation.invoke_async(&mut conn))
             .await?;
         let mut items = flat.into_iter();
         let pairs = std::iter::from_fn(|| Some((items.next()?, items.next()?)));
@@ -216,9 +212,10 @@ impl RedisStore {
 
     /// See [`super::Store::fail`].
     pub async fn fail(&self, request: FailRequest<'_>) -> Result<FailOutcome, StoreError> {
+        let key = task_key(request.task_id);
         let mut invocation = scripts::FAIL.prepare_invoke();
         invocation
-            .key(task_key(request.task_id))
+            .key(&key)
             .key(&self.inner.stream_key)
             .key(&self.inner.watch_key)
             .arg(request.task_id)
@@ -230,10 +227,7 @@ impl RedisStore {
             .arg(request.expect_updated_at.unwrap_or_default());
         let mut conn = self.connection();
         let outcome: String = self
-            .run(
-                ("EVALSHA fail", &task_key(request.task_id)),
-                invocation.invoke_async(&mut conn),
-            )
+            .run(("EVALSHA fail", &key), invocation.invoke_async(&mut conn))
             .await?;
         match outcome.as_str() {
             "failed" => Ok(FailOutcome::Failed),
@@ -252,9 +246,10 @@ impl RedisStore {
         entry: &QueueEntry,
         next_check_ms: u64,
     ) -> Result<AcceptOutcome, StoreError> {
+        let key = task_key(&entry.task_id);
         let mut invocation = scripts::ACCEPTED.prepare_invoke();
         invocation
-            .key(task_key(&entry.task_id))
+            .key(&key)
             .key(&self.inner.stream_key)
             .key(&self.inner.watch_key)
             .arg(&entry.task_id)
@@ -265,7 +260,7 @@ impl RedisStore {
         let mut conn = self.connection();
         let outcome: String = self
             .run(
-                ("EVALSHA accepted", &task_key(&entry.task_id)),
+                ("EVALSHA accepted", &key),
                 invocation.invoke_async(&mut conn),
             )
             .await?;
@@ -615,13 +610,12 @@ impl RedisStore {
 
     /// See [`super::Store::ttl`].
     pub async fn ttl(&self, task_id: &str) -> Result<Option<Duration>, StoreError> {
+        let key = task_key(task_id);
         let mut conn = self.connection();
         let ttl: i64 = self
             .run(
-                ("TTL", &task_key(task_id)),
-                redis::cmd("TTL")
-                    .arg(task_key(task_id))
-                    .query_async(&mut conn),
+                ("TTL", &key),
+                redis::cmd("TTL").arg(&key).query_async(&mut conn),
             )
             .await?;
         Ok((ttl >= 0).then(|| Duration::from_secs(ttl as u64)))
@@ -633,11 +627,12 @@ impl RedisStore {
         task_id: &str,
         pairs: &[(&str, &str)],
     ) -> Result<(), StoreError> {
+        let key = task_key(task_id);
         let mut conn = self.connection();
         self.run(
-            ("HSET", &task_key(task_id)),
+            ("HSET", &key),
             redis::cmd("HSET")
-                .arg(task_key(task_id))
+                .arg(&key)
                 .arg(pairs)
                 .query_async::<i64>(&mut conn),
         )
@@ -647,11 +642,12 @@ impl RedisStore {
 
     /// See [`super::Store::processor_status`].
     pub async fn processor_status(&self, task_id: &str) -> Result<Option<String>, StoreError> {
+        let key = task_key(task_id);
         let mut conn = self.connection();
         self.run(
-            ("HGET", &task_key(task_id)),
+            ("HGET", &key),
             redis::cmd("HGET")
-                .arg(task_key(task_id))
+                .arg(&key)
                 .arg("status")
                 .query_async(&mut conn),
         )
