@@ -119,20 +119,19 @@ async fn processor_killed_then_back() {
     cast.processor.stop();
     sleep(secs(4)).await;
     let store = common::service::redis_store(&common::service::config(&cast.redis.vars()));
-    let listener = loop {
-        // The port frees up as soon as the old server's listener is dropped.
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => break listener,
-            Err(_) => sleep(Duration::from_millis(50)).await,
-        }
-    };
+    // The port frees up as soon as the old server's listener is dropped.
+    let listener = common::eventually(Duration::from_secs(10), "the Processor's port", || async {
+        tokio::net::TcpListener::bind(addr).await.ok()
+    })
+    .await;
     let old = std::mem::replace(
         &mut cast.processor,
         common::FakeProcessor::serve(listener, Reply::Idempotent, Some(store)).await,
     );
     sleep(secs(4)).await;
     let created = load.stop().await;
-    // Deliveries to the killed Processor count as duplicates too.
+    // Calls that reached the killed Processor are reported here; the verdict's duplicates
+    // count the new one's only.
     let before = old.received().len();
     println!("chaos processor killed: {before} calls reached the first Processor");
     cast.verify(created, BOUND).await;

@@ -24,7 +24,7 @@ use common::{
     FakeProcessor, Reply, ServiceProcess, TestRedis,
     raw_grpc::{connect, exchange, frame, well_framed},
 };
-use prost::Message;
+use prost::{Message, encoding::encode_varint};
 use rand::{Rng, RngCore, SeedableRng, rngs::StdRng};
 use task_service::{
     proto::task::{CreateTaskRequest, CreateTaskResponse, GetTaskStatusRequest},
@@ -134,22 +134,10 @@ impl Input {
     }
 }
 
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
 /// Field 1, wire type 2, with these raw bytes.
 fn string_field(bytes: &[u8]) -> Vec<u8> {
     let mut out = vec![0x0a];
-    varint(bytes.len() as u64, &mut out);
+    encode_varint(bytes.len() as u64, &mut out);
     out.extend_from_slice(bytes);
     out
 }
@@ -348,9 +336,9 @@ impl Fuzz {
                 self.rng.random_range(0..40)
             };
             let wire: u64 = self.rng.random_range(0..8);
-            varint((field << 3) | wire, &mut out);
+            encode_varint((field << 3) | wire, &mut out);
             match wire {
-                0 => varint(self.rng.random(), &mut out),
+                0 => encode_varint(self.rng.random(), &mut out),
                 1 => out.extend_from_slice(&self.rng.random::<u64>().to_le_bytes()),
                 2 => {
                     let len = self.rng.random_range(0..24);
@@ -359,7 +347,7 @@ impl Fuzz {
                     } else {
                         self.rng.random_range(0..1 << 20)
                     };
-                    varint(declared, &mut out);
+                    encode_varint(declared, &mut out);
                     if self.rng.random_bool(0.6) {
                         out.extend(self.random_unicode(len).bytes().take(len));
                     } else {

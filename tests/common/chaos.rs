@@ -10,7 +10,10 @@ use std::{
 };
 
 use bb8_redis::redis;
-use task_service::proto::task::{CreateTaskRequest, task_client::TaskClient};
+use task_service::{
+    proto::task::{CreateTaskRequest, task_client::TaskClient},
+    task::is_terminal_text,
+};
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -151,13 +154,7 @@ impl Cast {
         // With a short TTL, every task key expires and Redis returns to its baseline.
         self.observer.stop();
         let redis = &self.redis;
-        let ttl = self
-            .vars
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "TASK_TTL")
-            .and_then(|(_, v)| humantime::parse_duration(v).ok())
-            .unwrap_or_default();
+        let ttl = super::service::config(&self.vars).task_ttl;
         eventually(
             ttl + Duration::from_secs(45),
             "the tasks' TTLs to pass",
@@ -198,7 +195,7 @@ impl Cast {
         let seen = self.observer.seen.lock().unwrap().clone();
         for id in ids {
             let history = seen.get(id).cloned().unwrap_or_default();
-            if history.last().is_some_and(|(s, _)| is_final(s)) {
+            if history.last().is_some_and(|(s, _)| is_terminal_text(s)) {
                 continue;
             }
             let hash: Vec<String> = redis::cmd("HGETALL")
@@ -418,7 +415,7 @@ impl Observer {
                         if history.last() != Some(&now) {
                             history.push(now.clone());
                         }
-                        if !is_final(&now.0) {
+                        if !is_terminal_text(&now.0) {
                             still_active.push(id.clone());
                         }
                     }
@@ -452,7 +449,7 @@ impl Observer {
                     && !seen
                         .get(*id)
                         .and_then(|h| h.last())
-                        .is_some_and(|(s, _)| is_final(s))
+                        .is_some_and(|(s, _)| is_terminal_text(s))
             })
             .count()
     }
@@ -467,7 +464,7 @@ impl Observer {
             .filter(|id| {
                 seen.get(*id)
                     .and_then(|h| h.last())
-                    .is_some_and(|(s, _)| is_final(s))
+                    .is_some_and(|(s, _)| is_terminal_text(s))
             })
             .count()
     }
@@ -490,7 +487,7 @@ impl Observer {
             let ranks: Vec<u8> = history.iter().map(|(s, _)| rank(s)).collect();
             let final_changed = history
                 .iter()
-                .filter(|(s, _)| is_final(s))
+                .filter(|(s, _)| is_terminal_text(s))
                 .collect::<Vec<_>>()
                 .windows(2)
                 .any(|w| w[0] != w[1]);
@@ -520,10 +517,6 @@ impl Observer {
         }
         verdict
     }
-}
-
-fn is_final(status: &str) -> bool {
-    status == "COMPLETED" || status == "FAILED"
 }
 
 fn rank(status: &str) -> u8 {
