@@ -41,17 +41,9 @@ struct Drained {
 pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     let client = args.redis.client()?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let depth = |conn: &mut redis::aio::MultiplexedConnection| {
-        let mut conn = conn.clone();
-        let stream = args.stream.clone();
-        async move {
-            redis::cmd("XLEN")
-                .arg(stream)
-                .query_async::<u64>(&mut conn)
-                .await
-        }
-    };
-    let start_depth = depth(&mut conn).await?;
+    let mut xlen = redis::cmd("XLEN");
+    xlen.arg(&args.stream);
+    let start_depth: u64 = xlen.query_async(&mut conn).await?;
     let started = Instant::now();
     let mut rss_peak = None;
     let mut at_10s = None;
@@ -59,7 +51,7 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     let mut last_print = Instant::now();
     while current > 0 && started.elapsed() < args.timeout {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        current = depth(&mut conn).await?;
+        current = xlen.query_async(&mut conn).await?;
         if let Some(pid) = args.pid {
             let rss = task_service::process::resident_bytes(pid).unwrap_or(0);
             rss_peak = Some(rss_peak.unwrap_or(0).max(rss));

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use task_service::{
     config::Config,
     proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
-    store::{RedisStore, Store},
+    store::Store,
     task::now_timestamp,
 };
 use tonic::{Request, Response, Status};
@@ -43,7 +43,7 @@ impl processor_server::Processor for Instant {
 /// Serves until killed; Redis comes from REDIS_HOST and REDIS_PORT.
 pub(crate) async fn serve(listen: SocketAddr) -> Result<(), BoxError> {
     let config = Config::from_env()?;
-    let store = Store::Redis(RedisStore::connect(&config.redis, config.task_ttl)?);
+    let store = task_service::app::redis_store(&config)?;
     eprintln!("task-bench processor: completes every task at once, on {listen}");
     tonic::transport::Server::builder()
         .add_service(processor_server::ProcessorServer::new(Instant { store }))

@@ -3,6 +3,11 @@
 use bb8_redis::redis::{self, aio::MultiplexedConnection};
 use serde::Serialize;
 
+use task_service::{
+    store::task_key,
+    task::{TaskRecord, TaskStatus},
+};
+
 use crate::{BoxError, seeded_id};
 
 /// What to write.
@@ -40,18 +45,19 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         let mut pipe = redis::pipe();
         for i in start..end {
             let id = seeded_id(i);
-            let key = format!("task:{id}");
+            let key = task_key(&id);
+            let record = TaskRecord {
+                status: TaskStatus::Completed.as_str().to_owned(),
+                original_file_key: "bench/original.mp4".to_owned(),
+                result_file_key: format!("./data/videos/{id}/result.mp4"),
+                error_message: String::new(),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+                task_id: id,
+            };
             pipe.cmd("HSET")
                 .arg(&key)
-                .arg(&[
-                    ("task_id", id.as_str()),
-                    ("status", "COMPLETED"),
-                    ("original_file_key", "bench/original.mp4"),
-                    ("result_file_key", &format!("./data/videos/{id}/result.mp4")),
-                    ("error_message", ""),
-                    ("created_at", &now),
-                    ("updated_at", &now),
-                ])
+                .arg(&record.to_pairs())
                 .ignore()
                 .cmd("EXPIRE")
                 .arg(&key)
@@ -80,7 +86,7 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
 }
 
 /// Redis's `used_memory`.
-pub(crate) async fn used_memory(conn: &mut MultiplexedConnection) -> Result<u64, BoxError> {
+async fn used_memory(conn: &mut MultiplexedConnection) -> Result<u64, BoxError> {
     let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
     info.lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
