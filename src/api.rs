@@ -61,20 +61,18 @@ impl TaskApi {
 
     /// Reads a task's status; fields that belong to other statuses are answered empty.
     pub async fn status(&self, task_id: &str) -> Result<GetTaskStatusResponse, Error> {
-        let id = TaskId::parse(task_id)
-            .map_err(Error::InvalidArgument)?
-            .to_text();
+        let id = TaskId::parse(task_id).map_err(Error::InvalidArgument)?;
         let record = self
             .store
-            .read(&id)
+            .read(id)
             .await?
-            .ok_or_else(|| Error::NotFound(id.clone()))?;
-        let status = record.known_status();
+            .ok_or_else(|| Error::NotFound(id.to_text()))?;
+        let status = record.status.known();
         if status.is_none() {
             tracing::warn!(task.id = %id, status = %record.status, "task hash holds a status outside the contract");
         }
         Ok(GetTaskStatusResponse {
-            task_id: id,
+            task_id: id.to_text(),
             result_file_key: if status == Some(TaskStatus::Completed) {
                 record.result_file_key
             } else {
@@ -85,7 +83,7 @@ impl TaskApi {
             } else {
                 String::new()
             },
-            status: record.status,
+            status: record.status.as_str().to_owned(),
         })
     }
 }

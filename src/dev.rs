@@ -3,17 +3,16 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
-
-use crate::{
-    app::{self, AppError},
+use task_service::{
+    app::{self, AppError, Listeners, Run},
     config::Config,
     processor::reference::ReferenceProcessor,
     store::{MemoryStore, Store},
     validate::StorageRoot,
 };
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 
 /// Runs the dev mode on 127.0.0.1 at the configured port until `shutdown`.
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
@@ -27,13 +26,13 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
     })?;
 
     let processor_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-    config.processor_addr = processor_listener.local_addr()?.to_string();
+    config.processor.addr = processor_listener.local_addr()?.to_string();
     let processor = ReferenceProcessor::new(store.clone(), storage).into_service();
     let processor_shutdown = shutdown.clone();
     let processor_task = tokio::spawn(
         tonic::transport::Server::builder()
             // A span per call, joined to the dispatcher's trace by its traceparent.
-            .layer(crate::server::trace::layer(true))
+            .layer(task_service::server::trace::layer(true))
             .add_service(processor)
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(processor_listener),
@@ -43,13 +42,8 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
 
     config.grpc_addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), config.grpc_addr.port());
     config.metrics_addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), config.metrics_addr.port());
-    let listener = TcpListener::bind(config.grpc_addr).await.map_err(|e| {
-        format!(
-            "cannot listen on {}: {e} (set TASK_GRPC_PORT to another port)",
-            config.grpc_addr
-        )
-    })?;
-    let addr = listener.local_addr()?;
+    let listeners = Listeners::bind(&config).await?;
+    let addr = listeners.grpc.local_addr()?;
     println!(
         "task-service dev: in-memory store, reference processor in-process, listening on {addr}\n\
          Try it (in another terminal):\n  \
@@ -58,7 +52,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
          Stop with Ctrl-C.",
         root = config.storage_root.display()
     );
-    let served = app::serve(config, store, listener, shutdown).await;
+    let served = app::serve(config, store, Run::new(listeners, shutdown)).await;
     let _ = processor_task.await;
     served
 }

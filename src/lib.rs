@@ -12,8 +12,11 @@
 //! - [`processor`]: the Processor client stack and the reference Processor.
 //! - [`dispatch`]: the dispatcher, its leases and the reaper.
 //! - [`metrics`]: the Prometheus figures and their endpoint.
-//! - [`server`]: the gRPC server; [`app`]: the wiring; [`dev`]: the embedded default.
-//! - [`proto`]: the generated code.
+//! - [`server`]: the gRPC server; [`app`]: the wiring; [`supervisor`]: the background tasks'
+//!   supervision.
+//! - [`proto`]: the generated code; [`codec`]: the served API's protobuf codec.
+//!
+//! `docs/architecture.md` draws the modules' import graph and follows one task through them.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -21,14 +24,13 @@ pub mod api;
 pub mod app;
 pub mod codec;
 pub mod config;
-pub mod dev;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;
-pub mod process;
 pub mod processor;
 pub mod proto;
 pub mod server;
 pub mod store;
+pub mod supervisor;
 pub mod task;
 pub mod validate;

@@ -1,10 +1,14 @@
 //! `task-service`: the production server (no arguments) or the embedded default (`dev`).
 
-use std::process::ExitCode;
+mod dev;
+
+use std::{path::Path, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use task_service::{app, config::Config, dev};
-use tokio::net::TcpListener;
+use task_service::{
+    app::{self, Listeners, Run},
+    config::{self, Config},
+};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc: the request path allocates a lot of small, short-lived objects (headers, spans,
@@ -32,6 +36,11 @@ enum Mode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // First, while this is the only thread: everything after reads .env's settings too.
+    if let Err(e) = config::load_dotenv(Path::new(".env")) {
+        eprintln!("task-service: {e}");
+        return ExitCode::from(2);
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -63,13 +72,8 @@ fn main() -> ExitCode {
             Some(Mode::Dev) => dev::run(config, shutdown).await,
             None => {
                 let store = app::redis_store(&config)?;
-                let listener = TcpListener::bind(config.grpc_addr).await.map_err(|e| {
-                    format!(
-                        "cannot listen on {} (TASK_GRPC_HOST/TASK_GRPC_PORT): {e}",
-                        config.grpc_addr
-                    )
-                })?;
-                app::serve(config, store, listener, shutdown).await
+                let listeners = Listeners::bind(&config).await?;
+                app::serve(config, store, Run::new(listeners, shutdown)).await
             }
         };
         // Last: the spans of the shutdown itself are exported too.

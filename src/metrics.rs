@@ -11,6 +11,8 @@ use std::{fmt, sync::Arc};
 
 use axum::{Router, routing::get};
 use middleware::{BreakerHandle, BreakerState, LoadShedLayer, RateLimitLayer, RateLimitScope};
+
+use crate::task::TaskStatus;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
@@ -23,8 +25,8 @@ use prometheus_client::{
     },
     registry::Registry,
 };
-use std::sync::atomic::AtomicU64;
-use tokio::{net::TcpListener, sync::Semaphore};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Labels of an RPC count.
@@ -46,13 +48,13 @@ pub struct MethodLabels {
 /// Labels of a task's end.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// How it ended; see [`Outcome`].
+    /// How it ended; see [`TaskEnd`].
     pub outcome: &'static str,
 }
 
 /// How a task ended, as this service saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum TaskEnd {
     /// The Processor wrote COMPLETED.
     Completed,
     /// The Processor wrote FAILED.
@@ -71,7 +73,7 @@ pub enum Outcome {
     Malformed,
 }
 
-impl Outcome {
+impl TaskEnd {
     fn label(self) -> &'static str {
         match self {
             Self::Completed => "completed",
@@ -85,9 +87,9 @@ impl Outcome {
         }
     }
 
-    /// The outcome for a final status the Processor wrote.
-    pub fn of_status(status: &str) -> Self {
-        if status == "COMPLETED" {
+    /// How a task ended whose final status the Processor wrote.
+    pub fn of_final(status: TaskStatus) -> Self {
+        if status == TaskStatus::Completed {
             Self::Completed
         } else {
             Self::FailedByProcessor
@@ -150,10 +152,10 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts a task's end.
-    pub fn ended(&self, outcome: Outcome) {
+    pub fn ended(&self, end: TaskEnd) {
         self.tasks_ended
             .get_or_create(&OutcomeLabels {
-                outcome: outcome.label(),
+                outcome: end.label(),
             })
             .inc();
     }
@@ -232,8 +234,8 @@ impl Metrics {
 pub struct Live {
     /// The Processor client's breaker.
     pub breaker: Option<BreakerHandle>,
-    /// The Processor client's concurrency semaphore and its size.
-    pub processor_slots: Option<(Arc<Semaphore>, usize)>,
+    /// ProcessVideo calls in flight, as the Processor client counts them.
+    pub processor_in_flight: Option<Arc<AtomicUsize>>,
     /// The server's rate limiter.
     pub rate_limit: Option<RateLimitLayer>,
     /// The server's load shedder.
@@ -267,8 +269,8 @@ impl Collector for Live {
                 breaker.rejected_total(),
             )?;
         }
-        if let Some((slots, size)) = &self.processor_slots {
-            let in_flight = size.saturating_sub(slots.available_permits()) as i64;
+        if let Some(in_flight) = &self.processor_in_flight {
+            let in_flight = in_flight.load(Ordering::Relaxed) as i64;
             gauge(
                 &mut encoder,
                 "processor_calls_in_flight",

@@ -47,7 +47,7 @@ impl fmt::Display for TaskId {
 const EXAMPLE_ID: &str = "123e4567-e89b-42d3-a456-426614174000";
 
 /// The four states of the contract. Others may write unknown values; those are kept as text
-/// in [`TaskRecord::status`] and treated as in progress.
+/// ([`RawStatus::Unknown`]) and treated as in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TaskStatus {
     /// Created, not yet picked up by the Processor.
@@ -94,12 +94,63 @@ impl fmt::Display for TaskStatus {
     }
 }
 
-/// Whether a raw status text (possibly written by someone else) is final.
-pub fn is_terminal_text(status: &str) -> bool {
-    TaskStatus::parse(status).is_some_and(TaskStatus::is_terminal)
+/// A status as found in a task hash: one of the contract's four, or whatever text someone else
+/// wrote there (kept as it is, and treated as in progress: never final, never overwritten as
+/// if it were PENDING).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawStatus {
+    /// One of the contract's four.
+    Known(TaskStatus),
+    /// Text outside the contract.
+    Unknown(String),
 }
 
-/// The hash's field names (CONTRACT §4).
+impl RawStatus {
+    /// Reads a status text.
+    pub fn parse(text: &str) -> Self {
+        TaskStatus::parse(text).map_or_else(|| Self::Unknown(text.to_owned()), Self::Known)
+    }
+
+    /// The text as stored.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Known(status) => status.as_str(),
+            Self::Unknown(text) => text,
+        }
+    }
+
+    /// The status, when it is one of the contract's four.
+    pub fn known(&self) -> Option<TaskStatus> {
+        match self {
+            Self::Known(status) => Some(*status),
+            Self::Unknown(_) => None,
+        }
+    }
+
+    /// The final status (COMPLETED or FAILED), if it is one.
+    pub fn final_status(&self) -> Option<TaskStatus> {
+        self.known().filter(|status| status.is_terminal())
+    }
+
+    /// Whether the task is final (COMPLETED or FAILED).
+    pub fn is_final(&self) -> bool {
+        self.final_status().is_some()
+    }
+}
+
+impl From<TaskStatus> for RawStatus {
+    fn from(status: TaskStatus) -> Self {
+        Self::Known(status)
+    }
+}
+
+impl fmt::Display for RawStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The hash's field names (the README's "The contract in brief"), used by both stores.
 pub mod fields {
     /// The task's id.
     pub const TASK_ID: &str = "task_id";
@@ -118,12 +169,12 @@ pub mod fields {
 }
 
 /// A task as stored: every field is the hash's text, as whoever wrote it left it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskRecord {
     /// `task_id`.
     pub task_id: String,
-    /// `status`, verbatim.
-    pub status: String,
+    /// `status`, as written.
+    pub status: RawStatus,
     /// `original_file_key`.
     pub original_file_key: String,
     /// `result_file_key`.
@@ -141,7 +192,7 @@ impl TaskRecord {
     pub fn new_pending(id: TaskId, original_file_key: &str, now: &str) -> Self {
         Self {
             task_id: id.to_text(),
-            status: TaskStatus::Pending.as_str().to_owned(),
+            status: RawStatus::Known(TaskStatus::Pending),
             original_file_key: original_file_key.to_owned(),
             result_file_key: String::new(),
             error_message: String::new(),
@@ -158,14 +209,23 @@ impl TaskRecord {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let mut record = Self::default();
+        let mut record = Self {
+            task_id: String::new(),
+            status: RawStatus::Unknown(String::new()),
+            original_file_key: String::new(),
+            result_file_key: String::new(),
+            error_message: String::new(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
         let mut has_status = false;
         for (field, value) in pairs {
             let slot = match field.as_ref() {
                 fields::TASK_ID => &mut record.task_id,
                 fields::STATUS => {
                     has_status = true;
-                    &mut record.status
+                    record.status = RawStatus::parse(&value.into());
+                    continue;
                 }
                 fields::ORIGINAL_FILE_KEY => &mut record.original_file_key,
                 fields::RESULT_FILE_KEY => &mut record.result_file_key,
@@ -183,18 +243,13 @@ impl TaskRecord {
     pub fn to_pairs(&self) -> [(&'static str, &str); 7] {
         [
             (fields::TASK_ID, &self.task_id),
-            (fields::STATUS, &self.status),
+            (fields::STATUS, self.status.as_str()),
             (fields::ORIGINAL_FILE_KEY, &self.original_file_key),
             (fields::RESULT_FILE_KEY, &self.result_file_key),
             (fields::ERROR_MESSAGE, &self.error_message),
             (fields::CREATED_AT, &self.created_at),
             (fields::UPDATED_AT, &self.updated_at),
         ]
-    }
-
-    /// The status, when it is one of the contract's four.
-    pub fn known_status(&self) -> Option<TaskStatus> {
-        TaskStatus::parse(&self.status)
     }
 }
 
@@ -277,5 +332,18 @@ mod tests {
         assert_eq!(back, record);
         assert!(TaskRecord::from_pairs([("task_id", "x")]).is_none());
         assert!(TaskRecord::from_pairs(Vec::<(String, String)>::new()).is_none());
+    }
+
+    #[test]
+    fn a_status_outside_the_contract_is_kept_and_is_not_final() {
+        let odd = RawStatus::parse("RETRYING");
+        assert_eq!(odd, RawStatus::Unknown("RETRYING".into()));
+        assert_eq!(odd.as_str(), "RETRYING");
+        assert!(!odd.is_final());
+        assert_eq!(
+            RawStatus::parse("FAILED").final_status(),
+            Some(TaskStatus::Failed)
+        );
+        assert_eq!(RawStatus::parse("PROCESSING").final_status(), None);
     }
 }

@@ -1,4 +1,5 @@
-//! Checks of CreateTask's `original_file_key` (CONTRACT §5) and how a valid key maps to a path.
+//! Checks of CreateTask's `original_file_key` (the README's "The contract in brief") and how a
+//! valid key maps to a path.
 
 use std::path::{Component, Path, PathBuf};
 

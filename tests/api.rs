@@ -7,69 +7,18 @@ use std::time::{Duration, Instant};
 
 use bb8_redis::redis::{self, AsyncCommands};
 use common::{
-    FakeProcessor, Reply, ServiceProcess, TestRedis, TestService, eventually, storage_with_video,
+    FakeProcessor, Reply, ServiceProcess, TestRedis, TestService,
+    calls::{create, status, vars, wait_for_status},
+    eventually, storage_with_video,
 };
 use task_service::{
     processor::reference::ReferenceProcessor,
-    proto::task::{
-        CreateTaskRequest, GetTaskStatusRequest, GetTaskStatusResponse, task_client::TaskClient,
-    },
+    proto::task::{CreateTaskRequest, GetTaskStatusRequest},
     validate::StorageRoot,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Code, transport::Channel};
-
-fn vars(
-    redis: &TestRedis,
-    processor: &FakeProcessor,
-    extra: &[(&str, &str)],
-) -> Vec<(String, String)> {
-    let mut vars = redis.vars();
-    vars.push(processor.addr_var());
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    vars
-}
-
-async fn create(client: &mut TaskClient<Channel>, key: &str) -> String {
-    client
-        .create_task(CreateTaskRequest {
-            original_file_key: key.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id
-}
-
-async fn status(client: &mut TaskClient<Channel>, task_id: &str) -> GetTaskStatusResponse {
-    client
-        .get_task_status(GetTaskStatusRequest {
-            task_id: task_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn wait_for_status(
-    client: &mut TaskClient<Channel>,
-    task_id: &str,
-    wanted: &str,
-) -> GetTaskStatusResponse {
-    eventually(
-        Duration::from_secs(20),
-        &format!("task {task_id} to be {wanted}"),
-        || {
-            let mut client = client.clone();
-            async move {
-                let found = status(&mut client, task_id).await;
-                (found.status == wanted).then_some(found)
-            }
-        },
-    )
-    .await
-}
+use tonic::Code;
 
 fn is_contract_timestamp(text: &str) -> bool {
     let b = text.as_bytes();
@@ -206,7 +155,7 @@ async fn the_reference_processor_takes_a_task_through_processing_to_completed() 
 
     // A missing original ends FAILED with the reason.
     let missing = create(&mut client, "nowhere/gone.mp4").await;
-    let failed = wait_for_status(&mut client, &missing, "FAILED").await;
+    let failed = wait_for_status(&client, &missing, "FAILED", Duration::from_secs(20)).await;
     assert!(
         failed.error_message.contains("original file not found"),
         "{}",
@@ -409,9 +358,9 @@ async fn a_task_created_before_a_sigkill_is_dispatched_by_the_next_instance() {
     let listener = TcpListener::bind(processor_addr).await.unwrap();
     let processor = FakeProcessor::serve(listener, Reply::Complete, Some(store)).await;
     let second = ServiceProcess::start(&vars).await;
-    let mut client = common::service::client(second.addr).await;
+    let client = common::service::client(second.addr).await;
     for task in &tasks {
-        let done = wait_for_status(&mut client, task, "COMPLETED").await;
+        let done = wait_for_status(&client, task, "COMPLETED", Duration::from_secs(20)).await;
         assert_eq!(done.error_message, "");
         assert!(processor.calls_for(task) >= 1);
     }
@@ -472,14 +421,18 @@ async fn final_tasks_get_the_ttl_also_when_the_processor_wrote_them_and_nobody_r
     let task_id = create(&mut client, "a.mp4").await;
     let key = format!("task:{task_id}");
     let mut conn = redis.connection().await;
-    // Accepted (the Processor answered OK at once) and not final: no TTL.
-    eventually(
-        Duration::from_secs(10),
-        "the task to be accepted",
-        || async { (processor.calls() == 1).then_some(()) },
-    )
+    // Accepted (the Processor answered OK at once: the task is on the watch list) and not
+    // final: no TTL.
+    eventually(Duration::from_secs(10), "the task to be accepted", || {
+        let mut conn = conn.clone();
+        let task_id = task_id.clone();
+        async move {
+            let watched: Option<f64> = conn.zscore("task-service:watch", &task_id).await.unwrap();
+            watched.map(drop)
+        }
+    })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(processor.calls(), 1);
     assert_eq!(conn.ttl::<_, i64>(&key).await.unwrap(), -1);
     // The Processor finishes with plain HSETs; nobody calls GetTaskStatus.
     let _: () = conn

@@ -3,66 +3,26 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use bb8_redis::redis::AsyncCommands;
-use common::{FakeProcessor, Reply, ServiceProcess, TestRedis, TestService, eventually};
-use task_service::proto::task::{
-    CreateTaskRequest, GetTaskStatusRequest, GetTaskStatusResponse, task_client::TaskClient,
+use common::{
+    FakeProcessor, Reply, ServiceProcess, TestRedis, TestService,
+    calls::{create, final_status, status, vars},
+    eventually,
+    metrics::wait_for_metric,
 };
-use tokio::net::TcpListener;
-use tonic::{Code, transport::Channel};
-
-fn vars(
-    redis: &TestRedis,
-    processor_addr: std::net::SocketAddr,
-    extra: &[(&str, &str)],
-) -> Vec<(String, String)> {
-    let mut vars = redis.vars();
-    vars.push(("PROCESSOR_GRPC_ADDR".into(), processor_addr.to_string()));
-    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    vars
-}
+use task_service::{proto::task::CreateTaskRequest, task::TaskId};
+use tonic::Code;
 
 async fn store_for(redis: &TestRedis) -> task_service::store::Store {
     common::service::redis_store(&common::service::config(&redis.vars()))
-}
-
-async fn create(client: &mut TaskClient<Channel>) -> String {
-    client
-        .create_task(CreateTaskRequest {
-            original_file_key: "a.mp4".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task_id
-}
-
-async fn status(client: &mut TaskClient<Channel>, task_id: &str) -> GetTaskStatusResponse {
-    client
-        .get_task_status(GetTaskStatusRequest {
-            task_id: task_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-/// Waits until the task is final and returns it.
-async fn final_status(
-    client: &TaskClient<Channel>,
-    task_id: &str,
-    limit: Duration,
-) -> GetTaskStatusResponse {
-    eventually(limit, &format!("task {task_id} to be final"), || {
-        let mut client = client.clone();
-        async move {
-            let found = status(&mut client, task_id).await;
-            matches!(found.status.as_str(), "COMPLETED" | "FAILED").then_some(found)
-        }
-    })
-    .await
 }
 
 #[tokio::test]
@@ -76,12 +36,12 @@ async fn unavailable_three_times_then_ok_completes_with_exactly_four_calls() {
     ]);
     let service = TestService::start(&vars(
         &redis,
-        processor.addr,
+        &processor,
         &[("TASK_PROCESSOR_RETRY_ATTEMPTS", "4")],
     ))
     .await;
     let mut client = service.client().await;
-    let task = create(&mut client).await;
+    let task = create(&mut client, "a.mp4").await;
     let done = final_status(&client, &task, Duration::from_secs(10)).await;
     assert_eq!(done.status, "COMPLETED");
     assert_eq!(processor.calls(), 4);
@@ -103,9 +63,9 @@ async fn a_processor_that_rejects_the_task_fails_it_with_its_words_after_one_cal
         None,
     )
     .await;
-    let service = TestService::start(&vars(&redis, processor.addr, &[])).await;
+    let service = TestService::start(&vars(&redis, &processor, &[])).await;
     let mut client = service.client().await;
-    let task = create(&mut client).await;
+    let task = create(&mut client, "a.mp4").await;
     let done = final_status(&client, &task, Duration::from_secs(10)).await;
     assert_eq!(done.status, "FAILED");
     assert!(
@@ -114,7 +74,7 @@ async fn a_processor_that_rejects_the_task_fails_it_with_its_words_after_one_cal
         "{}",
         done.error_message
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // FAILED and the entry's acknowledgement are one atomic write: nothing is left to deliver.
     assert_eq!(processor.calls(), 1);
     service.stop().await;
 }
@@ -129,7 +89,7 @@ async fn a_down_processor_opens_the_circuit_and_queued_tasks_complete_when_it_re
     .await;
     let service = TestService::start(&vars(
         &redis,
-        processor.addr,
+        &processor,
         &[
             ("TASK_BREAKER_CONSECUTIVE_FAILURES", "3"),
             ("TASK_BREAKER_OPEN_FOR", "500ms"),
@@ -139,14 +99,16 @@ async fn a_down_processor_opens_the_circuit_and_queued_tasks_complete_when_it_re
     let mut client = service.client().await;
     let mut tasks = Vec::new();
     for _ in 0..10 {
-        tasks.push(create(&mut client).await);
+        tasks.push(create(&mut client, "a.mp4").await);
     }
     // Once the circuit is open, only the half-open probes (one per 500 ms) reach the Processor.
-    eventually(Duration::from_secs(5), "the first failures", || async {
-        (processor.calls() >= 3).then_some(())
-    })
+    wait_for_metric(
+        service.metrics_addr,
+        "task_circuit_breaker_state",
+        Duration::from_secs(5),
+        |state| state == 2.0,
+    )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let before = processor.calls();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = processor.calls() - before;
@@ -184,14 +146,14 @@ async fn two_hundred_tasks_never_exceed_a_concurrency_cap_of_four() {
     .await;
     let service = TestService::start(&vars(
         &redis,
-        processor.addr,
+        &processor,
         &[("TASK_PROCESSOR_CONCURRENCY", "4")],
     ))
     .await;
     let mut client = service.client().await;
     let mut tasks = Vec::new();
     for _ in 0..200 {
-        tasks.push(create(&mut client).await);
+        tasks.push(create(&mut client, "a.mp4").await);
     }
     for task in &tasks {
         assert_eq!(
@@ -218,14 +180,10 @@ async fn an_instance_killed_mid_call_leaves_its_entry_to_the_next_one() {
         Duration::from_secs(60),
         Box::new(Reply::Accept),
     )]);
-    let vars = vars(
-        &redis,
-        processor.addr,
-        &[("TASK_PROCESSOR_TIMEOUT", "120s")],
-    );
+    let vars = vars(&redis, &processor, &[("TASK_PROCESSOR_TIMEOUT", "120s")]);
     let first = ServiceProcess::start(&vars).await;
     let mut client = common::service::client(first.addr).await;
-    let task = create(&mut client).await;
+    let task = create(&mut client, "a.mp4").await;
     eventually(
         Duration::from_secs(10),
         "the call to be in flight",
@@ -256,7 +214,7 @@ async fn an_entry_that_keeps_losing_its_instance_ends_failed_as_poison() {
     .await;
     let vars = vars(
         &redis,
-        processor.addr,
+        &processor,
         &[
             ("TASK_PROCESSOR_TIMEOUT", "120s"),
             ("TASK_DISPATCH_MAX_DELIVERIES", "2"),
@@ -267,7 +225,7 @@ async fn an_entry_that_keeps_losing_its_instance_ends_failed_as_poison() {
         let instance = ServiceProcess::start(&vars).await;
         let mut client = common::service::client(instance.addr).await;
         if task.is_none() {
-            task = Some(create(&mut client).await);
+            task = Some(create(&mut client, "a.mp4").await);
         }
         eventually(
             Duration::from_secs(20),
@@ -299,14 +257,10 @@ async fn an_entry_that_keeps_losing_its_instance_ends_failed_as_poison() {
 async fn an_accepted_task_with_no_update_ends_failed_as_stalled() {
     let redis = TestRedis::start().await;
     let processor = FakeProcessor::start(Reply::Accept, None).await;
-    let service = TestService::start(&vars(
-        &redis,
-        processor.addr,
-        &[("TASK_STALL_TIMEOUT", "1s")],
-    ))
-    .await;
+    let service =
+        TestService::start(&vars(&redis, &processor, &[("TASK_STALL_TIMEOUT", "1s")])).await;
     let mut client = service.client().await;
-    let task = create(&mut client).await;
+    let task = create(&mut client, "a.mp4").await;
     let done = final_status(&client, &task, Duration::from_secs(10)).await;
     assert_eq!(done.status, "FAILED");
     assert!(
@@ -325,12 +279,12 @@ async fn a_processor_that_stays_down_fails_tasks_after_the_maximum_age() {
         FakeProcessor::start(Reply::Fail(Code::Unavailable, "down for maintenance"), None).await;
     let service = TestService::start(&vars(
         &redis,
-        processor.addr,
+        &processor,
         &[("TASK_DISPATCH_MAX_AGE", "2s")],
     ))
     .await;
     let mut client = service.client().await;
-    let task = create(&mut client).await;
+    let task = create(&mut client, "a.mp4").await;
     let done = final_status(&client, &task, Duration::from_secs(10)).await;
     assert_eq!(done.status, "FAILED");
     assert!(
@@ -353,7 +307,7 @@ async fn attempts_run_out_with_a_message_that_says_so() {
     let processor = FakeProcessor::start(Reply::Fail(Code::Unavailable, "no route"), None).await;
     let service = TestService::start(&vars(
         &redis,
-        processor.addr,
+        &processor,
         &[
             ("TASK_DISPATCH_MAX_ATTEMPTS", "6"),
             ("TASK_PROCESSOR_RETRY_ATTEMPTS", "3"),
@@ -362,7 +316,7 @@ async fn attempts_run_out_with_a_message_that_says_so() {
     ))
     .await;
     let mut client = service.client().await;
-    let task = create(&mut client).await;
+    let task = create(&mut client, "a.mp4").await;
     let done = final_status(&client, &task, Duration::from_secs(10)).await;
     assert_eq!(done.status, "FAILED");
     assert!(
@@ -379,10 +333,12 @@ async fn attempts_run_out_with_a_message_that_says_so() {
 async fn a_redis_restart_mid_run_loses_no_accepted_task() {
     let redis = TestRedis::start().await;
     let processor = FakeProcessor::start(Reply::Complete, Some(store_for(&redis).await)).await;
-    let service = TestService::start(&vars(&redis, processor.addr, &[])).await;
+    let service = TestService::start(&vars(&redis, &processor, &[])).await;
     let client = service.client().await;
+    let created = Arc::new(AtomicUsize::new(0));
     let creator = {
         let mut client = client.clone();
+        let created = created.clone();
         tokio::spawn(async move {
             let mut accepted = Vec::new();
             let mut refused = 0;
@@ -393,7 +349,10 @@ async fn a_redis_restart_mid_run_loses_no_accepted_task() {
                     })
                     .await
                 {
-                    Ok(response) => accepted.push(response.into_inner().task_id),
+                    Ok(response) => {
+                        accepted.push(response.into_inner().task_id);
+                        created.fetch_add(1, Ordering::Relaxed);
+                    }
                     Err(status) => {
                         assert_eq!(status.code(), Code::Internal, "{status:?}");
                         refused += 1;
@@ -404,7 +363,12 @@ async fn a_redis_restart_mid_run_loses_no_accepted_task() {
             (accepted, refused)
         })
     };
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    eventually(
+        Duration::from_secs(10),
+        "tasks created before the restart",
+        || async { (created.load(Ordering::Relaxed) >= 20).then_some(()) },
+    )
+    .await;
     redis.stop().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis.restart().await;
@@ -426,14 +390,10 @@ async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
         Some(store_for(&redis).await),
     )
     .await;
-    let instance = ServiceProcess::start(&vars(
-        &redis,
-        processor.addr,
-        &[("TASK_SHUTDOWN_GRACE", "10s")],
-    ))
-    .await;
+    let instance =
+        ServiceProcess::start(&vars(&redis, &processor, &[("TASK_SHUTDOWN_GRACE", "10s")])).await;
     let mut client = common::service::client(instance.addr).await;
-    let task = create(&mut client).await;
+    let task = create(&mut client, "a.mp4").await;
     eventually(
         Duration::from_secs(10),
         "the call to be in flight",
@@ -442,8 +402,12 @@ async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
     .await;
     assert!(instance.terminate().await.success(), "exit 0");
     let store = store_for(&redis).await;
-    let record = store.read(&task).await.unwrap().unwrap();
-    assert_eq!(record.status, "COMPLETED");
+    let record = store
+        .read(TaskId::parse(&task).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status.as_str(), "COMPLETED");
     let mut conn = redis.connection().await;
     assert_eq!(
         conn.xlen::<_, u64>("task-service:dispatch").await.unwrap(),
@@ -455,17 +419,14 @@ async fn sigterm_lets_the_call_in_flight_finish_and_exits_zero() {
 #[tokio::test]
 async fn at_shutdown_an_entry_waiting_for_the_circuit_is_given_back_at_once() {
     let redis = TestRedis::start().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let processor = FakeProcessor::serve(
-        listener,
+    let processor = FakeProcessor::start(
         Reply::Fail(Code::Unavailable, "down"),
         Some(store_for(&redis).await),
     )
     .await;
     let vars = vars(
         &redis,
-        addr,
+        &processor,
         &[
             ("TASK_BREAKER_CONSECUTIVE_FAILURES", "1"),
             ("TASK_BREAKER_OPEN_FOR", "60s"),
@@ -474,7 +435,7 @@ async fn at_shutdown_an_entry_waiting_for_the_circuit_is_given_back_at_once() {
     );
     let first = ServiceProcess::start(&vars).await;
     let mut client = common::service::client(first.addr).await;
-    let task = create(&mut client).await;
+    let task = create(&mut client, "a.mp4").await;
     eventually(Duration::from_secs(10), "the circuit to open", || async {
         (processor.calls() >= 1).then_some(())
     })
@@ -494,7 +455,7 @@ async fn at_shutdown_an_entry_waiting_for_the_circuit_is_given_back_at_once() {
 async fn the_callers_trace_context_reaches_the_processor() {
     let redis = TestRedis::start().await;
     let processor = FakeProcessor::start(Reply::Accept, None).await;
-    let service = TestService::start(&vars(&redis, processor.addr, &[])).await;
+    let service = TestService::start(&vars(&redis, &processor, &[])).await;
     let mut client = service.client().await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let mut request = tonic::Request::new(CreateTaskRequest {

@@ -594,7 +594,7 @@ struct Violation {
 
 /// The server's resident memory, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    task_service::process::resident_bytes(pid).expect("the server's VmRSS") / 1024
+    observability::process::resident_bytes(pid).expect("the server's VmRSS") / 1024
 }
 
 /// Iterations between two samples of the server's memory.

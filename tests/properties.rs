@@ -26,8 +26,11 @@ use proptest::{
 };
 use task_service::{
     config::RedisConfig,
-    store::{AcceptOutcome, FailOutcome, FailRequest, MemoryStore, QueueEntry, RedisStore, Store},
-    task::{TaskId, TaskRecord, fields, is_terminal_text, timestamp},
+    store::{
+        AcceptOutcome, FailOutcome, FailRequest, MemoryStore, QueueEntry, RedisStore, Settled,
+        Store,
+    },
+    task::{TaskId, TaskRecord, fields, timestamp},
     validate::{MAX_FILE_KEY_BYTES, StorageRoot},
 };
 
@@ -561,7 +564,7 @@ struct Case {
     store: Store,
     backend: Backend,
     /// Task ids; the last one is never created.
-    ids: Vec<String>,
+    ids: Vec<TaskId>,
     /// Entries taken from the queue, by task index.
     entries: BTreeMap<usize, QueueEntry>,
     /// Entries acknowledged (by `accepted` or `fail` with the entry).
@@ -608,7 +611,7 @@ fn fail(reason: String) -> TestCaseError {
 impl Case {
     async fn start(store: Store, backend: Backend, tasks: usize) -> Self {
         store.ensure_queue().await.unwrap();
-        let ids: Vec<String> = (0..=tasks).map(|_| TaskId::new_v4().to_text()).collect();
+        let ids: Vec<TaskId> = (0..=tasks).map(|_| TaskId::new_v4()).collect();
         let mut case = Self {
             store,
             backend,
@@ -624,11 +627,7 @@ impl Case {
         };
         let created_at = tick(&mut case.clock);
         for (i, id) in case.ids[..tasks].iter().enumerate() {
-            let record = TaskRecord::new_pending(
-                TaskId::parse(id).unwrap(),
-                &format!("prop/{i}.mp4"),
-                &created_at,
-            );
+            let record = TaskRecord::new_pending(*id, &format!("prop/{i}.mp4"), &created_at);
             case.store.create(&record, &[]).await.unwrap();
             case.queued += 1;
             case.history.insert(i, vec![created_at.clone()]);
@@ -645,7 +644,7 @@ impl Case {
     async fn snapshot(&self) -> Snapshot {
         let mut all = Vec::with_capacity(self.ids.len());
         for id in &self.ids {
-            all.push(self.store.read(id).await.unwrap());
+            all.push(self.store.read(*id).await.unwrap());
         }
         all
     }
@@ -680,13 +679,13 @@ impl Case {
                     }
                     self.seen.push(match &before[i] {
                         None => "processor wrote on a missing task".to_owned(),
-                        Some(r) if is_terminal_text(&r.status) => {
+                        Some(r) if r.status.is_final() => {
                             format!("processor wrote {step:?} over a final task")
                         }
                         Some(_) => format!("processor wrote {step:?}"),
                     });
                     self.store
-                        .processor_write(&self.ids[i], &pairs)
+                        .processor_write(self.ids[i], &pairs)
                         .await
                         .unwrap();
                     self.processor.insert(i, step);
@@ -726,7 +725,7 @@ impl Case {
                 let outcome = self
                     .store
                     .fail(FailRequest {
-                        task_id: &self.ids[i],
+                        task_id: self.ids[i],
                         message: &message,
                         now: &now,
                         expect_updated_at: expect_updated_at.as_deref(),
@@ -740,7 +739,7 @@ impl Case {
                 }
                 let want = match &before[i] {
                     None => FailOutcome::Missing,
-                    Some(r) if is_terminal_text(&r.status) => FailOutcome::AlreadyFinal,
+                    Some(r) if r.status.is_final() => FailOutcome::AlreadyFinal,
                     Some(r)
                         if expect_updated_at
                             .as_deref()
@@ -781,6 +780,8 @@ impl Case {
                     .await
                     .unwrap();
                 for entry in taken {
+                    let entry =
+                        entry.map_err(|e| fail(format!("took a malformed entry: {e:?}")))?;
                     let i = self
                         .ids
                         .iter()
@@ -802,10 +803,10 @@ impl Case {
                     }
                     let want = match &before[i] {
                         None => AcceptOutcome::Missing,
-                        Some(r) if is_terminal_text(&r.status) => {
-                            AcceptOutcome::Final(r.status.clone())
-                        }
-                        Some(_) => AcceptOutcome::Watching,
+                        Some(r) => match r.status.final_status() {
+                            Some(status) => AcceptOutcome::Final(status),
+                            None => AcceptOutcome::Watching,
+                        },
                     };
                     self.seen.push(match outcome {
                         AcceptOutcome::Watching => "accepted → Watching".to_owned(),
@@ -823,7 +824,7 @@ impl Case {
             }
             Op::Settle { task } => {
                 let i = self.index(task);
-                let settled = self.store.settle(&[self.ids[i].clone()], 1).await.unwrap();
+                let settled = self.store.settle(&[self.ids[i]], 1).await.unwrap();
                 self.log.push(format!("settled task {i}: {settled:?}"));
                 self.seen.push(format!(
                     "settle → {}",
@@ -836,27 +837,29 @@ impl Case {
                 let [found] = settled.as_slice() else {
                     return Err(fail(format!("settle of one task answered {settled:?}")));
                 };
-                prop_assert_eq!(
-                    found.status.as_deref(),
-                    before[i].as_ref().map(|r| r.status.as_str()),
-                    "settle's status of task {}",
-                    i
-                );
-                if let Some(r) = &before[i] {
-                    prop_assert_eq!(&found.updated_at, &r.updated_at);
-                    prop_assert_eq!(&found.created_at, &r.created_at);
-                }
+                let want = match &before[i] {
+                    None => Settled::Missing,
+                    Some(r) => match r.status.final_status() {
+                        Some(status) => Settled::Final(status),
+                        None => Settled::Unfinished {
+                            status: r.status.clone(),
+                            updated_at: r.updated_at.clone(),
+                            created_at: r.created_at.clone(),
+                        },
+                    },
+                };
+                prop_assert_eq!(found, &want, "settle of task {}", i);
             }
             Op::Read { task } => {
                 let i = self.index(task);
-                let read = self.store.read(&self.ids[i]).await.unwrap();
+                let read = self.store.read(self.ids[i]).await.unwrap();
                 prop_assert_eq!(&read, &before[i], "a read of task {} changed it", i);
             }
             Op::Recreate { task } => {
                 let i = self.index(task);
                 if before[i].is_some() {
                     let record = TaskRecord::new_pending(
-                        TaskId::parse(&self.ids[i]).unwrap(),
+                        self.ids[i],
                         "prop/again.mp4",
                         &tick(&mut self.clock),
                     );
@@ -875,7 +878,7 @@ impl Case {
             Op::Vanish => {
                 let mut expiring = Vec::new();
                 for (i, id) in self.ids.iter().enumerate() {
-                    if self.store.ttl(id).await.unwrap().is_some() {
+                    if self.store.ttl(*id).await.unwrap().is_some() {
                         expiring.push(i);
                         expected[i] = None;
                     }
@@ -913,9 +916,9 @@ impl Case {
         // Every final task has its TTL (reads give it one when the Processor wrote it).
         for (i, record) in after.iter().enumerate() {
             if let Some(r) = record
-                && is_terminal_text(&r.status)
+                && r.status.is_final()
             {
-                let ttl = self.store.ttl(&self.ids[i]).await.unwrap();
+                let ttl = self.store.ttl(self.ids[i]).await.unwrap();
                 prop_assert!(ttl.is_some(), "final task {} has no TTL: {:?}", i, r);
             }
         }
@@ -941,7 +944,7 @@ impl Case {
                 (None, Some(a)) => {
                     return Err(fail(format!("{op:?} recreated missing task {i} as {a:?}")));
                 }
-                (Some(b), a) if is_terminal_text(&b.status) => {
+                (Some(b), a) if b.status.is_final() => {
                     let same = a.as_ref().is_some_and(|a| {
                         a.status == b.status
                             && a.error_message == b.error_message
@@ -954,7 +957,7 @@ impl Case {
                         )));
                     }
                 }
-                (Some(b), Some(a)) if a.status != b.status && a.status != "FAILED" => {
+                (Some(b), Some(a)) if a.status != b.status && a.status.as_str() != "FAILED" => {
                     return Err(fail(format!(
                         "{op:?} wrote status {} on task {i} (was {})",
                         a.status, b.status

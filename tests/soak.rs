@@ -13,8 +13,8 @@ use std::{
 
 use common::chaos::Cast;
 use hdrhistogram::Histogram;
+use observability::process::resident_bytes;
 use rand::Rng;
-use task_service::process::resident_bytes;
 use task_service::proto::task::{CreateTaskRequest, GetTaskStatusRequest, task_client::TaskClient};
 use tokio::time::{Instant, sleep};
 use tokio_util::sync::CancellationToken;

@@ -5,26 +5,31 @@ mod common;
 
 use std::time::Duration;
 
-use common::TestRedis;
+use bb8_redis::redis;
+use common::{TestRedis, eventually};
 use task_service::{
     config::{Config, RedisConfig},
-    store::{AcceptOutcome, FailOutcome, FailRequest, MemoryStore, RedisStore, Store},
-    task::{TaskId, TaskRecord},
+    store::{
+        AcceptOutcome, FailOutcome, FailRequest, MemoryStore, QueueEntry, RedisStore, Settled,
+        Store, Taken,
+    },
+    task::{RawStatus, TaskId, TaskRecord, TaskStatus},
 };
 
 const TTL: Duration = Duration::from_secs(7 * 86_400);
 const NOW: &str = "2025-10-30T10:00:00Z";
 const LATER: &str = "2025-10-30T10:05:00Z";
 
-/// Every check, each on a store of its own (a fresh key prefix on Redis).
-async fn suite(make: impl Fn() -> Store) {
+/// Every check, each on a store of its own (a fresh key prefix on Redis). `blocked` counts the
+/// queue reads waiting in the store right now.
+async fn suite(make: impl Fn() -> Store, blocked: impl AsyncFn(&Store) -> usize) {
     create_writes_the_contract_hash_and_one_entry(make()).await;
     reading_a_missing_task_finds_nothing(make()).await;
     fail_is_fenced(make()).await;
     fail_guarded_by_updated_at_skips_a_newer_write(make()).await;
     a_final_state_written_by_the_processor_gets_the_ttl_on_read(make()).await;
     entries_are_delivered_once_and_can_be_taken_over(make()).await;
-    a_blocked_read_wakes_on_a_new_entry(make()).await;
+    a_blocked_read_wakes_on_a_new_entry(make(), blocked).await;
     accepted_tasks_are_watched_until_final(make()).await;
     consumers_holding_nothing_are_forgotten(make()).await;
 }
@@ -35,7 +40,20 @@ async fn create(store: &Store, trace: &[(String, String)]) -> TaskRecord {
     record
 }
 
-fn fail_request<'a>(task_id: &'a str, message: &'a str) -> FailRequest<'a> {
+/// The record's task id.
+fn id(record: &TaskRecord) -> TaskId {
+    TaskId::parse(&record.task_id).unwrap()
+}
+
+/// Entries read from the queue, every one well formed.
+fn entries(taken: Vec<Taken>) -> Vec<QueueEntry> {
+    taken
+        .into_iter()
+        .map(|t| t.expect("a well-formed entry"))
+        .collect()
+}
+
+fn fail_request(task_id: TaskId, message: &str) -> FailRequest<'_> {
     FailRequest {
         task_id,
         message,
@@ -51,20 +69,20 @@ async fn create_writes_the_contract_hash_and_one_entry(store: Store) {
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
     )];
     let record = create(&store, &trace).await;
-    let read = store.read(&record.task_id).await.unwrap().unwrap();
+    let read = store.read(id(&record)).await.unwrap().unwrap();
     assert_eq!(read, record);
-    assert_eq!(read.status, "PENDING");
+    assert_eq!(read.status, RawStatus::Known(TaskStatus::Pending));
     assert_eq!(read.result_file_key, "");
     assert_eq!(read.error_message, "");
     assert_eq!(
-        store.ttl(&record.task_id).await.unwrap(),
+        store.ttl(id(&record)).await.unwrap(),
         None,
         "no TTL before the task is final"
     );
 
-    let entries = store.read_new("a", 10, Duration::ZERO).await.unwrap();
+    let entries = entries(store.read_new("a", 10, Duration::ZERO).await.unwrap());
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].task_id, record.task_id);
+    assert_eq!(entries[0].task_id, id(&record));
     assert_eq!(entries[0].original_file_key, record.original_file_key);
     assert_eq!(entries[0].trace, trace);
     assert_eq!(entries[0].deliveries, 1);
@@ -74,19 +92,19 @@ async fn create_writes_the_contract_hash_and_one_entry(store: Store) {
 }
 
 async fn reading_a_missing_task_finds_nothing(store: Store) {
-    assert_eq!(store.read(&TaskId::new_v4().to_text()).await.unwrap(), None);
+    assert_eq!(store.read(TaskId::new_v4()).await.unwrap(), None);
 }
 
 async fn fail_is_fenced(store: Store) {
     let pending = create(&store, &[]).await;
     assert_eq!(
         store
-            .fail(fail_request(&pending.task_id, "first"))
+            .fail(fail_request(id(&pending), "first"))
             .await
             .unwrap(),
         FailOutcome::Failed
     );
-    let failed = store.read(&pending.task_id).await.unwrap().unwrap();
+    let failed = store.read(id(&pending)).await.unwrap().unwrap();
     assert_eq!(
         (
             failed.status.as_str(),
@@ -95,17 +113,17 @@ async fn fail_is_fenced(store: Store) {
         ),
         ("FAILED", "first", LATER)
     );
-    assert_ttl_about(&store, &pending.task_id).await;
+    assert_ttl_about(&store, id(&pending)).await;
     assert_eq!(
         store
-            .fail(fail_request(&pending.task_id, "second"))
+            .fail(fail_request(id(&pending), "second"))
             .await
             .unwrap(),
         FailOutcome::AlreadyFinal
     );
     assert_eq!(
         store
-            .read(&pending.task_id)
+            .read(id(&pending))
             .await
             .unwrap()
             .unwrap()
@@ -116,19 +134,19 @@ async fn fail_is_fenced(store: Store) {
     let completed = create(&store, &[]).await;
     store
         .processor_write(
-            &completed.task_id,
+            id(&completed),
             &[("status", "COMPLETED"), ("result_file_key", "r.mp4")],
         )
         .await
         .unwrap();
     assert_eq!(
         store
-            .fail(fail_request(&completed.task_id, "late"))
+            .fail(fail_request(id(&completed), "late"))
             .await
             .unwrap(),
         FailOutcome::AlreadyFinal
     );
-    let kept = store.read(&completed.task_id).await.unwrap().unwrap();
+    let kept = store.read(id(&completed)).await.unwrap().unwrap();
     assert_eq!(
         (
             kept.status.as_str(),
@@ -137,15 +155,15 @@ async fn fail_is_fenced(store: Store) {
         ),
         ("COMPLETED", "r.mp4", "")
     );
-    assert_ttl_about(&store, &completed.task_id).await;
+    assert_ttl_about(&store, id(&completed)).await;
 
-    let missing = TaskId::new_v4().to_text();
+    let missing = TaskId::new_v4();
     assert_eq!(
-        store.fail(fail_request(&missing, "x")).await.unwrap(),
+        store.fail(fail_request(missing, "x")).await.unwrap(),
         FailOutcome::Missing
     );
     assert_eq!(
-        store.read(&missing).await.unwrap(),
+        store.read(missing).await.unwrap(),
         None,
         "a missing task is never recreated"
     );
@@ -155,23 +173,29 @@ async fn fail_guarded_by_updated_at_skips_a_newer_write(store: Store) {
     let task = create(&store, &[]).await;
     store
         .processor_write(
-            &task.task_id,
+            id(&task),
             &[("status", "PROCESSING"), ("updated_at", LATER)],
         )
         .await
         .unwrap();
     let stale = FailRequest {
         expect_updated_at: Some(NOW),
-        ..fail_request(&task.task_id, "stalled")
+        ..fail_request(id(&task), "stalled")
     };
     assert_eq!(store.fail(stale).await.unwrap(), FailOutcome::Changed);
     assert_eq!(
-        store.read(&task.task_id).await.unwrap().unwrap().status,
+        store
+            .read(id(&task))
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str(),
         "PROCESSING"
     );
     let current = FailRequest {
         expect_updated_at: Some(LATER),
-        ..fail_request(&task.task_id, "stalled")
+        ..fail_request(id(&task), "stalled")
     };
     assert_eq!(store.fail(current).await.unwrap(), FailOutcome::Failed);
 }
@@ -180,15 +204,15 @@ async fn a_final_state_written_by_the_processor_gets_the_ttl_on_read(store: Stor
     let task = create(&store, &[]).await;
     store
         .processor_write(
-            &task.task_id,
+            id(&task),
             &[("status", "FAILED"), ("error_message", "bad codec")],
         )
         .await
         .unwrap();
-    assert_eq!(store.ttl(&task.task_id).await.unwrap(), None);
-    let read = store.read(&task.task_id).await.unwrap().unwrap();
+    assert_eq!(store.ttl(id(&task)).await.unwrap(), None);
+    let read = store.read(id(&task)).await.unwrap().unwrap();
     assert_eq!(read.error_message, "bad codec");
-    assert_ttl_about(&store, &task.task_id).await;
+    assert_ttl_about(&store, id(&task)).await;
 }
 
 async fn entries_are_delivered_once_and_can_be_taken_over(store: Store) {
@@ -204,7 +228,20 @@ async fn entries_are_delivered_once_and_can_be_taken_over(store: Store) {
         "delivered once"
     );
 
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    let idle = eventually(
+        Duration::from_secs(5),
+        "the entry to be idle for 20 ms",
+        || async {
+            Some(
+                store
+                    .idle_entries(Duration::from_millis(20), 10)
+                    .await
+                    .unwrap(),
+            )
+            .filter(|idle| !idle.is_empty())
+        },
+    )
+    .await;
     assert!(
         store
             .idle_entries(Duration::from_secs(60), 10)
@@ -212,19 +249,17 @@ async fn entries_are_delivered_once_and_can_be_taken_over(store: Store) {
             .unwrap()
             .is_empty()
     );
-    let idle = store
-        .idle_entries(Duration::from_millis(20), 10)
-        .await
-        .unwrap();
     assert_eq!(idle.len(), 1);
     assert_eq!((idle[0].consumer.as_str(), idle[0].deliveries), ("a", 1));
 
-    let taken = store
-        .claim("b", Duration::from_millis(20), &[idle[0].id.clone()])
-        .await
-        .unwrap();
+    let taken = entries(
+        store
+            .claim("b", Duration::from_millis(20), &[idle[0].id.clone()])
+            .await
+            .unwrap(),
+    );
     assert_eq!(taken.len(), 1);
-    assert_eq!(taken[0].task_id, task.task_id);
+    assert_eq!(taken[0].task_id, id(&task));
     assert!(
         store
             .claim("c", Duration::from_millis(20), &[idle[0].id.clone()])
@@ -266,7 +301,7 @@ async fn entries_are_delivered_once_and_can_be_taken_over(store: Store) {
     );
 }
 
-async fn a_blocked_read_wakes_on_a_new_entry(store: Store) {
+async fn a_blocked_read_wakes_on_a_new_entry(store: Store, blocked: impl AsyncFn(&Store) -> usize) {
     let started = tokio::time::Instant::now();
     assert!(
         store
@@ -289,33 +324,36 @@ async fn a_blocked_read_wakes_on_a_new_entry(store: Store) {
                 .unwrap()
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually(Duration::from_secs(5), "the read to be waiting", || async {
+        (blocked(&store).await >= 1).then_some(())
+    })
+    .await;
     let task = create(&store, &[]).await;
     let woke = tokio::time::timeout(Duration::from_secs(5), reader)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(woke[0].task_id, task.task_id);
+    assert_eq!(entries(woke)[0].task_id, id(&task));
 }
 
 async fn accepted_tasks_are_watched_until_final(store: Store) {
     let running = create(&store, &[]).await;
     let done = create(&store, &[]).await;
-    let entries = store.read_new("a", 10, Duration::ZERO).await.unwrap();
+    let entries = entries(store.read_new("a", 10, Duration::ZERO).await.unwrap());
     assert_eq!(entries.len(), 2);
     store
-        .processor_write(&done.task_id, &[("status", "COMPLETED")])
+        .processor_write(id(&done), &[("status", "COMPLETED")])
         .await
         .unwrap();
     for entry in &entries {
-        let expected = if entry.task_id == done.task_id {
-            AcceptOutcome::Final("COMPLETED".into())
+        let expected = if entry.task_id == id(&done) {
+            AcceptOutcome::Final(TaskStatus::Completed)
         } else {
             AcceptOutcome::Watching
         };
         assert_eq!(store.accepted(entry, 1_000).await.unwrap(), expected);
     }
-    assert_ttl_about(&store, &done.task_id).await;
+    assert_ttl_about(&store, id(&done)).await;
     let stats = store.queue_stats().await.unwrap();
     assert_eq!(
         (stats.depth, stats.pending, stats.watched),
@@ -326,29 +364,29 @@ async fn accepted_tasks_are_watched_until_final(store: Store) {
     assert!(store.due_watched(999, 10).await.unwrap().is_empty());
     assert_eq!(
         store.due_watched(1_000, 10).await.unwrap(),
-        vec![running.task_id.clone()]
+        vec![id(&running)]
     );
-    let settled = store
-        .settle(std::slice::from_ref(&running.task_id), 2_000)
-        .await
-        .unwrap();
-    assert_eq!(settled[0].status.as_deref(), Some("PENDING"));
-    assert_eq!(settled[0].updated_at, NOW);
+    let settled = store.settle(&[id(&running)], 2_000).await.unwrap();
+    assert_eq!(
+        settled,
+        vec![Settled::Unfinished {
+            status: RawStatus::Known(TaskStatus::Pending),
+            updated_at: NOW.into(),
+            created_at: NOW.into(),
+        }]
+    );
     assert!(
         store.due_watched(1_999, 10).await.unwrap().is_empty(),
         "rescheduled"
     );
 
     store
-        .processor_write(&running.task_id, &[("status", "COMPLETED")])
+        .processor_write(id(&running), &[("status", "COMPLETED")])
         .await
         .unwrap();
-    let settled = store
-        .settle(std::slice::from_ref(&running.task_id), 3_000)
-        .await
-        .unwrap();
-    assert_eq!(settled[0].status.as_deref(), Some("COMPLETED"));
-    assert_ttl_about(&store, &running.task_id).await;
+    let settled = store.settle(&[id(&running)], 3_000).await.unwrap();
+    assert_eq!(settled, vec![Settled::Final(TaskStatus::Completed)]);
+    assert_ttl_about(&store, id(&running)).await;
     assert_eq!(
         store.queue_stats().await.unwrap().watched,
         0,
@@ -367,21 +405,26 @@ async fn consumers_holding_nothing_are_forgotten(store: Store) {
             .len(),
         1
     );
-    let done = store.read_new("done", 1, Duration::ZERO).await.unwrap();
+    let done = entries(store.read_new("done", 1, Duration::ZERO).await.unwrap());
     let request = FailRequest {
         entry_id: Some(&done[0].id),
-        ..fail_request(&done[0].task_id, "x")
+        ..fail_request(done[0].task_id, "x")
     };
     store.fail(request).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(
-        store
-            .forget_consumers(Duration::from_millis(10))
-            .await
-            .unwrap(),
-        1,
-        "only the consumer holding nothing"
-    );
+    // Only the consumer holding nothing, once it has been idle for 10 ms.
+    eventually(
+        Duration::from_secs(5),
+        "an idle consumer to be forgotten",
+        || async {
+            let forgotten = store
+                .forget_consumers(Duration::from_millis(10))
+                .await
+                .unwrap();
+            assert!(forgotten <= 1, "forgot {forgotten} consumers");
+            (forgotten == 1).then_some(())
+        },
+    )
+    .await;
     assert_eq!(
         store
             .forget_consumers(Duration::from_millis(10))
@@ -396,7 +439,7 @@ async fn consumers_holding_nothing_are_forgotten(store: Store) {
     );
 }
 
-async fn assert_ttl_about(store: &Store, task_id: &str) {
+async fn assert_ttl_about(store: &Store, task_id: TaskId) {
     let ttl = store
         .ttl(task_id)
         .await
@@ -410,19 +453,39 @@ async fn assert_ttl_about(store: &Store, task_id: &str) {
 
 #[tokio::test]
 async fn memory_store_passes_the_suite() {
-    suite(|| Store::Memory(MemoryStore::new(TTL))).await;
+    suite(
+        || Store::Memory(MemoryStore::new(TTL)),
+        async |store: &Store| match store {
+            Store::Memory(memory) => memory.waiting_readers(),
+            Store::Redis(_) => unreachable!(),
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn redis_store_passes_the_suite() {
     let redis = TestRedis::start().await;
     let base: Config = common::service::config(&redis.vars());
-    suite(|| {
+    let make = || {
         let config = RedisConfig {
             key_prefix: format!("suite-{}", uuid::Uuid::new_v4()),
             ..base.redis.clone()
         };
         Store::Redis(RedisStore::connect(&config, TTL).unwrap())
-    })
-    .await;
+    };
+    let conn = redis.connection().await;
+    // Redis counts the clients waiting in a blocking command.
+    let blocked = async |_: &Store| {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(&mut conn.clone())
+            .await
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    suite(make, blocked).await;
 }

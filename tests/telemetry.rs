@@ -5,12 +5,11 @@ mod common;
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use common::{FakeProcessor, Reply, TestRedis, TestService, eventually};
+use common::{FakeProcessor, Reply, TestRedis, TestService, eventually, metrics::scrape};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -22,7 +21,6 @@ use task_service::{
     proto::task::{CreateTaskRequest, GetTaskStatusRequest},
     task::{TaskId, TaskRecord, now_timestamp},
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, Request, Response, Status};
 
 /// An OTLP trace receiver that keeps every span it gets.
@@ -65,6 +63,7 @@ async fn one_create_task_is_one_trace_from_the_caller_to_the_processor() {
         log_format: observability::LogFormat::Human,
         otlp_endpoint: Some(format!("http://{otlp}")),
         default_service_name: "task-service".into(),
+        test_writer: true,
     })
     .unwrap();
     assert!(telemetry.is_exporting());
@@ -213,25 +212,6 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
     }
     bytes[0] |= 1;
     bytes
-}
-
-/// Every sample of the endpoint, keyed by name and labels as exposed.
-async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text.lines()
-        .filter(|l| l.starts_with("task_"))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_owned(), value.parse().ok()?))
-        })
-        .collect()
 }
 
 fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {

@@ -87,7 +87,7 @@ pub use circuit_breaker::{
     BreakerHandle, BreakerState, CallOutcome, CircuitBreaker, CircuitBreakerConfig,
     CircuitBreakerLayer, CircuitOpen,
 };
-pub use deadline::{Deadline, DeadlineExceeded, DeadlineLayer, RequestDeadline};
+pub use deadline::{Deadline, DeadlineExceeded, DeadlineLayer};
 pub use load_shed::{LoadShed, LoadShedLayer, Overloaded};
 pub use rate_limit::{
     ClientKey, RateLimit, RateLimitConfig, RateLimitLayer, RateLimitScope, RateLimited,

@@ -22,6 +22,9 @@ pub struct TelemetryConfig {
     /// The service name used when neither `OTEL_SERVICE_NAME` nor `service.name` in
     /// `OTEL_RESOURCE_ATTRIBUTES` names one.
     pub default_service_name: String,
+    /// Write log lines through the test harness's output capture (tests only: a passing test
+    /// then prints nothing).
+    pub test_writer: bool,
 }
 
 impl TelemetryConfig {
@@ -60,15 +63,7 @@ impl TelemetryConfig {
             log_format,
             otlp_endpoint: otlp_endpoint.map(|(_, v)| v),
             default_service_name: default_service_name.to_owned(),
+            test_writer: false,
         })
-    }
-
-    /// Logs only, nothing exported (tests, tools).
-    pub fn logs_only(default_service_name: &str) -> Self {
-        Self {
-            log_format: LogFormat::Human,
-            otlp_endpoint: None,
-            default_service_name: default_service_name.to_owned(),
-        }
     }
 }

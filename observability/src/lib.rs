@@ -6,6 +6,8 @@
 //!   and an OpenTelemetry layer. It returns a [`Telemetry`] guard that flushes on shutdown.
 //! - [`config`]: what to set up, from the standard `OTEL_*` variables and `TASK_LOG_FORMAT`.
 //! - [`propagation`]: W3C `traceparent`/`tracestate` in and out of gRPC metadata and queue entries.
+//! - [`process`]: what `/proc` says of a process (its resident memory), for the service's
+//!   metrics, the benchmarks and the tests that bound memory.
 //!
 //! Spans get OpenTelemetry contexts and are exported when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. Without it no OpenTelemetry layer is installed
@@ -18,10 +20,13 @@
 
 pub mod config;
 mod otlp;
+pub mod process;
 pub mod propagation;
 
 pub use config::{LogFormat, TelemetryConfig};
 pub use otlp::Telemetry;
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter, fmt, prelude::*};
 
@@ -38,9 +43,17 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, opentelemetry_otlp::E
     let telemetry = Telemetry::new(config)?;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let logs = match config.log_format {
-        LogFormat::Human => fmt::layer().with_target(false).boxed(),
-        LogFormat::Json => fmt::layer().json().boxed(),
+    // Colours only on a terminal: a file or a pipe gets plain text.
+    let ansi = std::io::stdout().is_terminal();
+    let logs = match (config.log_format, config.test_writer) {
+        (LogFormat::Human, false) => fmt::layer().with_target(false).with_ansi(ansi).boxed(),
+        (LogFormat::Human, true) => fmt::layer()
+            .with_target(false)
+            .with_ansi(false)
+            .with_test_writer()
+            .boxed(),
+        (LogFormat::Json, false) => fmt::layer().json().boxed(),
+        (LogFormat::Json, true) => fmt::layer().json().with_test_writer().boxed(),
     };
     let traces = telemetry.tracer().map(|tracer| {
         tracing_opentelemetry::layer()

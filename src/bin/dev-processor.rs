@@ -1,11 +1,11 @@
 //! `dev-processor`: the reference Processor as a process of its own.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{net::SocketAddr, path::Path, process::ExitCode};
 
 use clap::Parser;
 use task_service::{
     app,
-    config::Config,
+    config::{self, Config},
     processor::reference::ReferenceProcessor,
     store::{RedisStore, Store},
     validate::StorageRoot,
@@ -29,9 +29,23 @@ struct Cli {
     work_time: std::time::Duration,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // First, while this is the only thread: everything after reads .env's settings too.
+    if let Err(e) = config::load_dotenv(Path::new(".env")) {
+        eprintln!("dev-processor: {e}");
+        return ExitCode::from(2);
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("dev-processor: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let telemetry = match observability::TelemetryConfig::from_env("dev-processor")
         .map(|config| observability::init(&config))
     {

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use super::now_ms;
 use crate::{
     config::DispatchConfig,
-    metrics::{Metrics, Outcome},
+    metrics::{Metrics, TaskEnd},
     store::{FailOutcome, FailRequest, QueueStats, Settled, Store, StoreError},
-    task::{is_terminal_text, now_timestamp, parse_timestamp},
+    task::{RawStatus, TaskId, now_timestamp, parse_timestamp},
 };
 
 /// Watched tasks looked at per step.
@@ -53,7 +53,7 @@ pub(super) async fn run(
 }
 
 /// Looks at every watched task that is due, in batches.
-pub async fn sweep(
+async fn sweep(
     store: &Store,
     config: &DispatchConfig,
     metrics: &Metrics,
@@ -66,12 +66,24 @@ pub async fn sweep(
         }
         let next_check = now + config.watch_interval.as_millis() as u64;
         let settled = store.settle(&due, next_check).await?;
-        for (task_id, found) in due.iter().zip(settled) {
-            if let Some(status) = found.status.as_deref().filter(|s| is_terminal_text(s)) {
-                metrics.ended(Outcome::of_status(status));
-            }
-            if let Some(reason) = stalled(&found, config.stall_timeout) {
-                fail_stalled(store, task_id, &found, &reason, metrics).await?;
+        for (&task_id, found) in due.iter().zip(settled) {
+            match found {
+                Settled::Missing => {}
+                Settled::Final(status) => metrics.ended(TaskEnd::of_final(status)),
+                Settled::Unfinished {
+                    status,
+                    updated_at,
+                    created_at,
+                } => {
+                    let seen = Seen {
+                        status: &status,
+                        updated_at: &updated_at,
+                        created_at: &created_at,
+                    };
+                    if let Some(reason) = stalled(&seen, config.stall_timeout) {
+                        fail_stalled(store, task_id, &seen, &reason, metrics).await?;
+                    }
+                }
             }
         }
         if due.len() < BATCH {
@@ -80,14 +92,18 @@ pub async fn sweep(
     }
 }
 
-/// Why a watched task counts as stalled, if it does.
-fn stalled(found: &Settled, stall_timeout: Duration) -> Option<String> {
-    let status = found.status.as_deref()?;
-    if is_terminal_text(status) {
-        return None;
-    }
+/// An unfinished watched task as the reaper saw it.
+struct Seen<'a> {
+    status: &'a RawStatus,
+    updated_at: &'a str,
+    created_at: &'a str,
+}
+
+/// Why a watched, unfinished task counts as stalled, if it does.
+fn stalled(found: &Seen<'_>, stall_timeout: Duration) -> Option<String> {
+    let status = found.status;
     let limit = humantime::format_duration(stall_timeout);
-    let last = parse_timestamp(&found.updated_at).or_else(|| parse_timestamp(&found.created_at));
+    let last = parse_timestamp(found.updated_at).or_else(|| parse_timestamp(found.created_at));
     let Some(last) = last else {
         return Some(format!(
             "stalled: the task has no readable updated_at and is still {status} after TASK_STALL_TIMEOUT ({limit})"
@@ -105,8 +121,8 @@ fn stalled(found: &Settled, stall_timeout: Duration) -> Option<String> {
 
 async fn fail_stalled(
     store: &Store,
-    task_id: &str,
-    found: &Settled,
+    task_id: TaskId,
+    found: &Seen<'_>,
     reason: &str,
     metrics: &Metrics,
 ) -> Result<(), StoreError> {
@@ -115,11 +131,11 @@ async fn fail_stalled(
         task_id,
         message: reason,
         now: &now,
-        expect_updated_at: (!found.updated_at.is_empty()).then_some(found.updated_at.as_str()),
+        expect_updated_at: (!found.updated_at.is_empty()).then_some(found.updated_at),
         entry_id: None,
     };
     if store.fail(request).await? == FailOutcome::Failed {
-        metrics.ended(Outcome::Stalled);
+        metrics.ended(TaskEnd::Stalled);
         tracing::warn!(task.id = %task_id, %reason, "task failed as stalled");
     }
     Ok(())

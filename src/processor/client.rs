@@ -8,7 +8,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicU32, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -23,7 +23,10 @@ use tonic::{
 use tower::Service;
 use tracing::{Instrument, field::Empty};
 
-use crate::proto::processor::{ProcessVideoRequest, processor_client::ProcessorClient};
+use crate::{
+    proto::processor::{ProcessVideoRequest, processor_client::ProcessorClient},
+    task::TaskId,
+};
 
 /// Errors of the client stack.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -42,10 +45,10 @@ pub struct ProcessCall {
 
 impl ProcessCall {
     /// A call for one task.
-    pub fn new(task_id: &str, original_file_key: &str, trace: &[(String, String)]) -> Self {
+    pub fn new(task_id: TaskId, original_file_key: &str, trace: &[(String, String)]) -> Self {
         Self {
             message: ProcessVideoRequest {
-                task_id: task_id.to_owned(),
+                task_id: task_id.to_string(),
                 original_file_key: original_file_key.to_owned(),
             },
             trace: trace.into(),
@@ -66,6 +69,7 @@ pub struct ProcessVideoCall {
     timeout: Duration,
     addr: Arc<str>,
     breaker: Option<BreakerHandle>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl ProcessVideoCall {
@@ -86,6 +90,7 @@ impl ProcessVideoCall {
             timeout,
             addr: addr.into(),
             breaker: None,
+            in_flight: Arc::default(),
         })
     }
 
@@ -93,6 +98,27 @@ impl ProcessVideoCall {
     pub fn with_breaker(mut self, breaker: BreakerHandle) -> Self {
         self.breaker = Some(breaker);
         self
+    }
+
+    /// Calls in flight at the Processor right now (read by the metrics at scrape time).
+    pub fn in_flight(&self) -> Arc<AtomicUsize> {
+        self.in_flight.clone()
+    }
+}
+
+/// Counts a call as in flight until it is dropped, however it ends.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -102,7 +128,8 @@ impl Service<ProcessCall> for ProcessVideoCall {
     type Future = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // The channel buffers requests itself; the concurrency layer above bounds them.
+        // The channel buffers requests itself; the dispatcher holds no more entries than
+        // TASK_PROCESSOR_CONCURRENCY, which bounds the calls.
         Poll::Ready(Ok(()))
     }
 
@@ -144,7 +171,9 @@ impl Service<ProcessCall> for ProcessVideoCall {
             }
         }
         let span = client_span.clone();
+        let in_flight = InFlight::enter(&self.in_flight);
         let answer = async move {
+            let _in_flight = in_flight;
             let result = match tokio::time::timeout(timeout, client.process_video(request)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(status)) => Err(status),

@@ -1,7 +1,11 @@
-//! The Processor side: the client stack the dispatcher calls it with, and the reference Processor.
+//! The Processor side: the client stack the dispatcher calls it with ([`stack`], [`client`]),
+//! what its answers mean ([`outcome`]), and the reference Processor ([`reference`]).
 
 pub mod client;
+pub mod outcome;
 pub mod reference;
 pub mod stack;
 
 pub use client::{ProcessCall, ProcessVideoCall};
+pub use outcome::Answer;
+pub use stack::{Caller, ProcessorStack};

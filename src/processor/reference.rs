@@ -18,8 +18,8 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
-    store::Store,
-    task::{TaskId, TaskStatus, fields, is_terminal_text, now_timestamp},
+    store::{ProcessorReport, Store},
+    task::{TaskId, now_timestamp},
     validate::StorageRoot,
 };
 
@@ -29,7 +29,7 @@ pub struct ReferenceProcessor {
     store: Store,
     storage: StorageRoot,
     work_time: Duration,
-    working: Arc<Mutex<HashSet<String>>>,
+    working: Arc<Mutex<HashSet<TaskId>>>,
 }
 
 impl ReferenceProcessor {
@@ -54,9 +54,9 @@ impl ReferenceProcessor {
         processor_server::ProcessorServer::new(self)
     }
 
-    async fn write(&self, task_id: &str, pairs: &[(&str, &str)]) -> Result<(), Status> {
+    async fn report(&self, task_id: TaskId, report: ProcessorReport<'_>) -> Result<(), Status> {
         self.store
-            .processor_write(task_id, pairs)
+            .processor_report(task_id, report, &now_timestamp())
             .await
             .map_err(|e| {
                 Status::internal(format!("reference processor could not write the task: {e}"))
@@ -64,12 +64,12 @@ impl ReferenceProcessor {
     }
 
     /// Copies the original to the result path; the error says what went wrong.
-    async fn produce(&self, task_id: &str, original_file_key: &str) -> Result<String, String> {
+    async fn produce(&self, task_id: TaskId, original_file_key: &str) -> Result<String, String> {
         let source = self.storage.resolve(original_file_key);
         if !tokio::fs::try_exists(&source).await.unwrap_or(false) {
             return Err(format!("original file not found: {}", source.display()));
         }
-        let result_key = self.storage.result_key(task_id);
+        let result_key = self.storage.result_key(&task_id.to_string());
         let target = std::path::Path::new(&result_key);
         if let Some(dir) = target.parent() {
             tokio::fs::create_dir_all(dir)
@@ -85,8 +85,8 @@ impl ReferenceProcessor {
 
 /// Removes a task from the set of tasks being worked on, however the work ends.
 struct WorkingGuard<'a> {
-    working: &'a Mutex<HashSet<String>>,
-    task_id: String,
+    working: &'a Mutex<HashSet<TaskId>>,
+    task_id: TaskId,
 }
 
 impl Drop for WorkingGuard<'_> {
@@ -108,15 +108,13 @@ impl processor_server::Processor for ReferenceProcessor {
             task_id,
             original_file_key,
         } = request.into_inner();
-        let task_id = TaskId::parse(&task_id)
-            .map_err(Status::invalid_argument)?
-            .to_text();
-        let status = self.store.processor_status(&task_id).await.map_err(|e| {
+        let task_id = TaskId::parse(&task_id).map_err(Status::invalid_argument)?;
+        let status = self.store.processor_status(task_id).await.map_err(|e| {
             Status::internal(format!("reference processor could not read the task: {e}"))
         })?;
         match status {
             None => return Err(Status::not_found(format!("no task {task_id}"))),
-            Some(status) if is_terminal_text(&status) => {
+            Some(status) if status.is_final() => {
                 return Ok(Response::new(ProcessVideoResponse {}));
             }
             Some(_) => {}
@@ -125,48 +123,33 @@ impl processor_server::Processor for ReferenceProcessor {
             .working
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(task_id.clone())
+            .insert(task_id)
         {
             return Ok(Response::new(ProcessVideoResponse {}));
         }
         let _guard = WorkingGuard {
             working: &self.working,
-            task_id: task_id.clone(),
+            task_id,
         };
-        let now = now_timestamp();
-        self.write(
-            &task_id,
-            &[
-                (fields::STATUS, TaskStatus::Processing.as_str()),
-                (fields::UPDATED_AT, &now),
-            ],
-        )
-        .await?;
+        self.report(task_id, ProcessorReport::Processing).await?;
         tokio::time::sleep(self.work_time).await;
-        let outcome = self.produce(&task_id, &original_file_key).await;
-        let now = now_timestamp();
-        match outcome {
+        match self.produce(task_id, &original_file_key).await {
             Ok(result_key) => {
-                self.write(
-                    &task_id,
-                    &[
-                        (fields::STATUS, TaskStatus::Completed.as_str()),
-                        (fields::RESULT_FILE_KEY, &result_key),
-                        (fields::ERROR_MESSAGE, ""),
-                        (fields::UPDATED_AT, &now),
-                    ],
+                self.report(
+                    task_id,
+                    ProcessorReport::Completed {
+                        result_file_key: &result_key,
+                    },
                 )
                 .await?
             }
             Err(reason) => {
                 tracing::info!(task.id = %task_id, %reason, "reference processor failed the task");
-                self.write(
-                    &task_id,
-                    &[
-                        (fields::STATUS, TaskStatus::Failed.as_str()),
-                        (fields::ERROR_MESSAGE, &reason),
-                        (fields::UPDATED_AT, &now),
-                    ],
+                self.report(
+                    task_id,
+                    ProcessorReport::Failed {
+                        error_message: &reason,
+                    },
                 )
                 .await?
             }

@@ -1,23 +1,28 @@
 //! The Processor client as a tower stack, outermost first:
-//! retry → circuit breaker → bounded concurrency → per-attempt deadline → the generated client.
+//! retry → circuit breaker → per-attempt deadline → the generated client.
+//!
+//! Calls in flight are bounded by the dispatcher, which holds at most
+//! `TASK_PROCESSOR_CONCURRENCY` entries at once and makes one call per entry at a time.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::AtomicUsize},
+    time::Duration,
+};
 
 use middleware::{
-    circuit_breaker::{BreakerHandle, CircuitBreakerConfig, CircuitBreakerLayer},
-    retry::{self, RetryConfig},
+    circuit_breaker::{BreakerHandle, CircuitBreakerLayer},
+    retry,
 };
-use tokio::sync::Semaphore;
-use tower::{
-    Service, ServiceBuilder, limit::GlobalConcurrencyLimitLayer, retry::budget::TpsBudget,
-    util::BoxCloneSyncService,
-};
+use tower::{Service, ServiceBuilder, retry::budget::TpsBudget, util::BoxCloneSyncService};
 
-use super::{ProcessCall, ProcessVideoCall, client::BoxError};
-use crate::{
-    config::ProcessorConfig,
-    dispatch::{Caller, outcome},
-};
+use super::{ProcessCall, ProcessVideoCall, client::BoxError, outcome};
+use crate::config::ProcessorConfig;
+
+/// The Processor client stack as the dispatcher calls it.
+pub type Caller = BoxCloneSyncService<ProcessCall, (), BoxError>;
+
+/// Window over which the retry budget counts calls and retries.
+const RETRY_BUDGET_WINDOW: Duration = Duration::from_secs(10);
 
 /// The client stack and handles on its parts, for the dispatcher and the metrics.
 #[derive(Clone, Debug)]
@@ -26,86 +31,60 @@ pub struct ProcessorStack {
     pub caller: Caller,
     /// Its circuit breaker.
     pub breaker: BreakerHandle,
-    /// Its concurrency semaphore (calls in flight = size − available permits).
-    pub slots: Arc<Semaphore>,
+    /// ProcessVideo calls in flight right now.
+    pub in_flight: Arc<AtomicUsize>,
 }
 
-/// The stack around the Processor at `addr`.
-pub fn build(
-    config: &ProcessorConfig,
-    addr: &str,
-) -> Result<ProcessorStack, tonic::transport::Error> {
-    let call = ProcessVideoCall::new(addr, config.connect_timeout, config.timeout)?;
-    Ok(around(config, |breaker| call.with_breaker(breaker)))
+/// The stack around the Processor at `config.addr`.
+pub fn build(config: &ProcessorConfig) -> Result<ProcessorStack, tonic::transport::Error> {
+    let call = ProcessVideoCall::new(&config.addr, config.connect_timeout, config.timeout)?;
+    let in_flight = call.in_flight();
+    let (caller, breaker) = around(config, |breaker| call.with_breaker(breaker));
+    Ok(ProcessorStack {
+        caller,
+        breaker,
+        in_flight,
+    })
 }
 
 /// The stack's layers around an innermost call service (the generated client in production),
 /// made by `make_call` with a handle on the stack's breaker.
-pub fn around<S>(
+fn around<S>(
     config: &ProcessorConfig,
     make_call: impl FnOnce(BreakerHandle) -> S,
-) -> ProcessorStack
+) -> (Caller, BreakerHandle)
 where
     S: Service<ProcessCall, Response = (), Error = BoxError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
-    let breaker = CircuitBreakerLayer::new(
-        CircuitBreakerConfig {
-            consecutive_failures: config.breaker_consecutive_failures,
-            failure_rate: config.breaker_failure_rate,
-            window: config.breaker_window,
-            minimum_calls: config.breaker_min_calls,
-            open_for: config.breaker_open_for,
-            half_open_probes: config.breaker_half_open_probes,
-        },
-        outcome::breaker_outcome,
-    );
+    let breaker = CircuitBreakerLayer::new(config.breaker.clone(), outcome::breaker_outcome);
     let handle = breaker.handle();
     let budget = Arc::new(TpsBudget::new(
-        Duration::from_secs(10),
-        config.retry_budget_min_per_sec,
-        config.retry_budget_ratio,
+        RETRY_BUDGET_WINDOW,
+        config.retry_budget.min_per_sec,
+        config.retry_budget.ratio,
     ));
-    let slots = Arc::new(Semaphore::new(config.concurrency));
     let stack = ServiceBuilder::new()
         // Outermost, so that every retry goes through the breaker: once the circuit opens, the
         // next attempt fails fast and is not retried (the classifier refuses CircuitOpen).
-        .layer(retry::layer(
-            RetryConfig {
-                max_attempts: config.retry_attempts,
-                base_delay: config.retry_base_delay,
-                max_delay: config.retry_max_delay,
-            },
-            budget,
-            outcome::is_transient,
-        ))
-        // Above the concurrency limit: a call the breaker refuses never waits for a slot, and
-        // the breaker sees each attempt's result.
+        .layer(retry::layer(config.retry, budget, outcome::is_transient))
+        // Sees each attempt's result; a call it refuses never reaches the Processor.
         .layer(breaker)
-        // Caps ProcessVideo calls in flight at the Processor (TASK_PROCESSOR_CONCURRENCY); the
-        // dispatcher holds no more entries than this, so the cap never queues.
-        .layer(GlobalConcurrencyLimitLayer::with_semaphore(slots.clone()))
         // Innermost: one attempt with its own deadline, sent as grpc-timeout.
         .service(make_call(handle.clone()));
-    ProcessorStack {
-        caller: BoxCloneSyncService::new(stack),
-        breaker: handle,
-        slots,
-    }
+    (BoxCloneSyncService::new(stack), handle)
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
-    use std::time::Duration;
-
     use tonic::Status;
     use tower::ServiceExt;
     use tower_test::mock;
 
     use super::*;
-    use crate::config::Config;
+    use crate::{config::Config, task::TaskId};
 
     fn config(pairs: &[(&str, &str)]) -> ProcessorConfig {
         let map: HashMap<String, String> = pairs
@@ -116,39 +95,14 @@ mod tests {
     }
 
     fn call() -> ProcessCall {
-        ProcessCall::new("123e4567-e89b-42d3-a456-426614174000", "a.mp4", &[])
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn calls_in_flight_never_exceed_the_concurrency_cap() {
-        let (mock, mut handle) = mock::pair::<ProcessCall, ()>();
-        let caller = around(&config(&[("TASK_PROCESSOR_CONCURRENCY", "2")]), |_| {
-            mock.map_err(BoxError::from)
-        })
-        .caller;
-        let mut calls: Vec<_> = (0..3)
-            .map(|_| tokio::spawn(caller.clone().oneshot(call())))
-            .collect();
-        let first = handle.next_request().await.unwrap();
-        let _second = handle.next_request().await.unwrap();
-        assert!(
-            tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-                .await
-                .is_err(),
-            "a third call reached the Processor while two were in flight"
-        );
-        first.1.send_response(());
-        let (_third, respond) = handle.next_request().await.unwrap();
-        respond.send_response(());
-        calls.remove(0).await.unwrap().unwrap();
+        let id = TaskId::parse("123e4567-e89b-42d3-a456-426614174000").unwrap();
+        ProcessCall::new(id, "a.mp4", &[])
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_open_circuit_spends_no_retries() {
         let (mock, mut handle) = mock::pair::<ProcessCall, ()>();
-        let ProcessorStack {
-            caller, breaker, ..
-        } = around(
+        let (caller, breaker) = around(
             &config(&[
                 ("TASK_BREAKER_CONSECUTIVE_FAILURES", "1"),
                 ("TASK_PROCESSOR_RETRY_ATTEMPTS", "4"),
@@ -159,7 +113,7 @@ mod tests {
         let (_, respond) = handle.next_request().await.unwrap();
         respond.send_error(Status::unavailable("down"));
         let error = pending.await.unwrap().unwrap_err();
-        assert_eq!(outcome::classify(Err(error)), outcome::Outcome::CircuitOpen);
+        assert_eq!(outcome::classify(Err(error)), outcome::Answer::CircuitOpen);
         assert_eq!(breaker.state(), middleware::BreakerState::Open);
         assert!(
             tokio::time::timeout(Duration::from_secs(5), handle.next_request())
@@ -167,5 +121,19 @@ mod tests {
                 .is_err(),
             "the open circuit let a retry through"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_failure_is_retried_within_the_round() {
+        let (mock, mut handle) = mock::pair::<ProcessCall, ()>();
+        let (caller, _) = around(&config(&[("TASK_PROCESSOR_RETRY_ATTEMPTS", "3")]), |_| {
+            mock.map_err(BoxError::from)
+        });
+        let pending = tokio::spawn(caller.clone().oneshot(call()));
+        let (_, respond) = handle.next_request().await.unwrap();
+        respond.send_error(Status::unavailable("busy"));
+        let (_, respond) = handle.next_request().await.unwrap();
+        respond.send_response(());
+        pending.await.unwrap().expect("the retry succeeded");
     }
 }

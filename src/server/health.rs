@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tonic::server::NamedService;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
-use crate::{proto::task::task_server::TaskServer, store::Store};
+use crate::{proto::task::task_server::SERVICE_NAME, store::Store};
 
 /// The service names health answers for: the whole server and `task.Task`.
-const NAMES: [&str; 2] = ["", <TaskServer<crate::api::TaskApi> as NamedService>::NAME];
+const NAMES: [&str; 2] = ["", SERVICE_NAME];
 
 /// Sets every name to `status`.
 pub async fn set(reporter: &HealthReporter, status: ServingStatus) {

@@ -1,10 +1,9 @@
 //! The server's tower stack, in one function that reads top to bottom: the first layer sees a
 //! request first.
 
-use std::{any::Any, num::NonZeroU32, time::Duration};
+use std::{any::Any, time::Duration};
 
-use governor::Quota;
-use middleware::{ClientKey, DeadlineLayer, LoadShedLayer, RateLimitConfig, RateLimitLayer};
+use middleware::{DeadlineLayer, LoadShedLayer, RateLimitLayer};
 use tonic::Status;
 use tower::{
     ServiceBuilder,
@@ -22,10 +21,7 @@ use super::{
     trace::{self, GrpcTraceLayer, RequestIds},
     unary_framing::UnaryFramingLayer,
 };
-use crate::{
-    config::{RateLimitKey, ServerConfig},
-    metrics::Metrics,
-};
+use crate::{config::ServerConfig, metrics::Metrics};
 
 /// Answers a client's own deadline this much early, so the answer reaches it in time and our
 /// DEADLINE_EXCEEDED beats tonic's timer set to the same deadline (which would say CANCELLED).
@@ -117,27 +113,8 @@ pub struct Limits {
 impl Limits {
     /// The limits `config` asks for.
     pub fn new(config: &ServerConfig) -> Self {
-        let quota = |(per_second, burst): (u32, u32)| {
-            Quota::per_second(NonZeroU32::new(per_second).expect("checked by config"))
-                .allow_burst(NonZeroU32::new(burst).expect("checked by config"))
-        };
-        let limited = config.rate_limit_global.is_some() || config.rate_limit_per_client.is_some();
-        let rate_limit = limited.then(|| {
-            RateLimitLayer::new(RateLimitConfig {
-                global: config.rate_limit_global.map(quota),
-                per_client: config.rate_limit_per_client.map(quota),
-                key: match &config.rate_limit_key {
-                    RateLimitKey::PeerIp => ClientKey::PeerIp,
-                    RateLimitKey::ForwardedFor => ClientKey::ForwardedFor,
-                    RateLimitKey::Metadata(key) => ClientKey::Metadata(
-                        http::HeaderName::from_bytes(key.as_bytes()).expect("checked by config"),
-                    ),
-                },
-                max_tracked_clients: config.rate_limit_max_clients,
-            })
-        });
         Self {
-            rate_limit,
+            rate_limit: config.rate_limit.clone().map(RateLimitLayer::new),
             load_shed: config.max_in_flight.map(LoadShedLayer::new),
         }
     }

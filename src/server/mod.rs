@@ -32,6 +32,7 @@ use crate::{
         task::task_server::{Task, TaskServer},
     },
     store::Store,
+    supervisor::Supervisor,
 };
 
 /// What the server serves, besides its listener.
@@ -49,6 +50,8 @@ pub struct Serve<T> {
     pub metrics: Metrics,
     /// Time given to requests in flight at shutdown.
     pub grace: Duration,
+    /// Where the health task runs.
+    pub supervisor: Supervisor,
 }
 
 /// Serves until `shutdown` is cancelled, then shuts down as the module says.
@@ -59,12 +62,15 @@ pub async fn run<T: Task>(
 ) -> Result<(), BoxError> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let stop_health = CancellationToken::new();
-    let health = tokio::spawn(health::follow_store(
-        reporter.clone(),
-        serve.store.clone(),
-        serve.config.health_interval,
-        stop_health.clone(),
-    ));
+    let health = serve.supervisor.spawn(
+        "health",
+        health::follow_store(
+            reporter.clone(),
+            serve.store.clone(),
+            serve.config.health_interval,
+            stop_health.clone(),
+        ),
+    );
     // Both reflection versions: grpcurl and other tools ask for v1, older ones for v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

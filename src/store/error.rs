@@ -33,10 +33,3 @@ pub enum StoreError {
     #[error("unexpected data in Redis: {0}")]
     Corrupt(String),
 }
-
-impl StoreError {
-    /// Whether the failure is about reaching Redis (as opposed to what it answered).
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable { .. } | Self::Timeout { .. })
-    }
-}

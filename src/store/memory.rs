@@ -4,7 +4,10 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -12,15 +15,17 @@ use tokio::{sync::Notify, time::Instant};
 
 use super::{
     AcceptOutcome, FailOutcome, FailRequest, PendingEntry, QueueEntry, QueueStats, Settled,
-    StoreError,
+    StoreError, Taken, layout::entry_fields,
 };
-use crate::task::{TaskRecord, fields, is_terminal_text};
+use crate::task::{RawStatus, TaskId, TaskRecord, TaskStatus, fields};
 
 /// The in-memory store. Cloning shares the data.
 #[derive(Clone, Debug)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     arrivals: Arc<Notify>,
+    /// Queue reads waiting for an arrival.
+    waiting: Arc<AtomicUsize>,
     ttl: Duration,
 }
 
@@ -29,14 +34,14 @@ type EntryKey = (u64, u64);
 
 #[derive(Debug, Default)]
 struct State {
-    tasks: HashMap<String, StoredTask>,
+    tasks: HashMap<TaskId, StoredTask>,
     entries: BTreeMap<EntryKey, Vec<(String, String)>>,
     last_id: EntryKey,
     last_delivered: EntryKey,
     pending: BTreeMap<EntryKey, Delivery>,
     consumers: HashMap<String, Instant>,
-    watch: BTreeSet<(u64, String)>,
-    watch_scores: HashMap<String, u64>,
+    watch: BTreeSet<(u64, TaskId)>,
+    watch_scores: HashMap<TaskId, u64>,
 }
 
 #[derive(Debug)]
@@ -58,13 +63,9 @@ impl MemoryStore {
         Self {
             state: Arc::default(),
             arrivals: Arc::default(),
+            waiting: Arc::default(),
             ttl,
         }
-    }
-
-    /// `the in-memory store`.
-    pub fn describe(&self) -> String {
-        "the in-memory store".into()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -79,10 +80,11 @@ impl MemoryStore {
         task: &TaskRecord,
         trace: &[(String, String)],
     ) -> Result<String, StoreError> {
+        let id = TaskId::parse(&task.task_id).map_err(StoreError::Corrupt)?;
         let mut state = self.lock();
-        if state.task(&task.task_id).is_some() {
+        if state.task(id).is_some() {
             return Err(StoreError::Command {
-                addr: self.describe(),
+                addr: "the in-memory store".into(),
                 reason: "TASKEXISTS a task with this id already exists".into(),
             });
         }
@@ -94,12 +96,12 @@ impl MemoryStore {
                 .collect(),
             expires_at: None,
         };
-        state.tasks.insert(task.task_id.clone(), stored);
+        state.tasks.insert(id, stored);
         let key = state.next_id();
         let mut entry = vec![
-            ("task_id".to_owned(), task.task_id.clone()),
+            (entry_fields::TASK_ID.to_owned(), task.task_id.clone()),
             (
-                "original_file_key".to_owned(),
+                entry_fields::ORIGINAL_FILE_KEY.to_owned(),
                 task.original_file_key.clone(),
             ),
         ];
@@ -111,7 +113,7 @@ impl MemoryStore {
     }
 
     /// See [`super::Store::read`].
-    pub async fn read(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    pub async fn read(&self, task_id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         let mut state = self.lock();
         let ttl = self.ttl;
         Ok(state.task(task_id).and_then(|task| {
@@ -139,7 +141,7 @@ impl MemoryStore {
             }
             Some(task) => {
                 for (field, value) in [
-                    (fields::STATUS, "FAILED"),
+                    (fields::STATUS, TaskStatus::Failed.as_str()),
                     (fields::ERROR_MESSAGE, request.message),
                     (fields::RESULT_FILE_KEY, ""),
                     (fields::UPDATED_AT, request.now),
@@ -168,19 +170,27 @@ impl MemoryStore {
         let mut state = self.lock();
         state.acknowledge(&entry.id);
         let ttl = self.ttl;
-        let outcome = match state.task(&entry.task_id) {
+        let outcome = match state.task(entry.task_id) {
             None => AcceptOutcome::Missing,
-            Some(task) if task.is_final() => {
-                task.expire_if_final(ttl);
-                AcceptOutcome::Final(task.field(fields::STATUS).to_owned())
-            }
-            Some(_) => AcceptOutcome::Watching,
+            Some(task) => match task.final_status() {
+                Some(status) => {
+                    task.expire_if_final(ttl);
+                    AcceptOutcome::Final(status)
+                }
+                None => AcceptOutcome::Watching,
+            },
         };
         match outcome {
-            AcceptOutcome::Watching => state.watch_at(&entry.task_id, next_check_ms),
-            _ => state.unwatch(&entry.task_id),
+            AcceptOutcome::Watching => state.watch_at(entry.task_id, next_check_ms),
+            _ => state.unwatch(entry.task_id),
         }
         Ok(outcome)
+    }
+
+    /// See [`super::Store::discard`].
+    pub async fn discard(&self, entry_id: &str) -> Result<(), StoreError> {
+        self.lock().acknowledge(entry_id);
+        Ok(())
     }
 
     /// See [`super::Store::ensure_queue`]: the in-memory queue always exists.
@@ -194,7 +204,7 @@ impl MemoryStore {
         consumer: &str,
         count: usize,
         block: Duration,
-    ) -> Result<Vec<QueueEntry>, StoreError> {
+    ) -> Result<Vec<Taken>, StoreError> {
         let deadline = Instant::now() + block;
         loop {
             let arrival = self.arrivals.notified();
@@ -204,10 +214,20 @@ impl MemoryStore {
             if !taken.is_empty() {
                 return Ok(taken);
             }
-            if tokio::time::timeout_at(deadline, arrival).await.is_err() {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+            let woke = tokio::time::timeout_at(deadline, arrival).await;
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            if woke.is_err() {
                 return Ok(Vec::new());
             }
         }
+    }
+
+    /// Queue reads waiting for an entry right now: for tests that must start writing only once
+    /// a reader waits.
+    #[cfg(feature = "test-util")]
+    pub fn waiting_readers(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// See [`super::Store::idle_entries`].
@@ -237,7 +257,7 @@ impl MemoryStore {
         consumer: &str,
         min_idle: Duration,
         ids: &[String],
-    ) -> Result<Vec<QueueEntry>, StoreError> {
+    ) -> Result<Vec<Taken>, StoreError> {
         let mut state = self.lock();
         let now = Instant::now();
         state.consumers.insert(consumer.to_owned(), now);
@@ -296,48 +316,46 @@ impl MemoryStore {
     }
 
     /// See [`super::Store::due_watched`].
-    pub async fn due_watched(&self, now_ms: u64, count: usize) -> Result<Vec<String>, StoreError> {
+    pub async fn due_watched(&self, now_ms: u64, count: usize) -> Result<Vec<TaskId>, StoreError> {
         let state = self.lock();
         Ok(state
             .watch
             .iter()
             .take_while(|(score, _)| *score <= now_ms)
             .take(count)
-            .map(|(_, id)| id.clone())
+            .map(|(_, id)| *id)
             .collect())
     }
 
     /// See [`super::Store::settle`].
     pub async fn settle(
         &self,
-        task_ids: &[String],
+        task_ids: &[TaskId],
         next_check_ms: u64,
     ) -> Result<Vec<Settled>, StoreError> {
         let mut state = self.lock();
         let ttl = self.ttl;
         let mut settled = Vec::with_capacity(task_ids.len());
-        for id in task_ids {
+        for &id in task_ids {
             let Some(task) = state.task(id) else {
                 state.unwatch(id);
-                settled.push(Settled {
-                    status: None,
-                    updated_at: String::new(),
-                    created_at: String::new(),
-                });
+                settled.push(Settled::Missing);
                 continue;
             };
-            let found = Settled {
-                status: Some(task.field(fields::STATUS).to_owned()),
-                updated_at: task.field(fields::UPDATED_AT).to_owned(),
-                created_at: task.field(fields::CREATED_AT).to_owned(),
-            };
-            if task.is_final() {
+            if let Some(status) = task.final_status() {
                 task.expire_if_final(ttl);
                 state.unwatch(id);
-            } else if state.watch_scores.contains_key(id) {
+                settled.push(Settled::Final(status));
+                continue;
+            }
+            settled.push(Settled::Unfinished {
+                status: RawStatus::parse(task.field(fields::STATUS)),
+                updated_at: task.field(fields::UPDATED_AT).to_owned(),
+                created_at: task.field(fields::CREATED_AT).to_owned(),
+            });
+            if state.watch_scores.contains_key(&id) {
                 state.watch_at(id, next_check_ms);
             }
-            settled.push(found);
         }
         Ok(settled)
     }
@@ -359,7 +377,7 @@ impl MemoryStore {
     }
 
     /// See [`super::Store::ttl`].
-    pub async fn ttl(&self, task_id: &str) -> Result<Option<Duration>, StoreError> {
+    pub async fn ttl(&self, task_id: TaskId) -> Result<Option<Duration>, StoreError> {
         let mut state = self.lock();
         let now = Instant::now();
         Ok(state
@@ -368,23 +386,24 @@ impl MemoryStore {
             .map(|at| at.saturating_duration_since(now)))
     }
 
-    /// See [`super::Store::processor_write`].
-    pub async fn processor_write(
+    /// A Processor's plain write of hash fields (see [`super::ProcessorReport`]): like HSET, it
+    /// creates the hash if it is gone.
+    pub(super) async fn processor_write(
         &self,
-        task_id: &str,
+        task_id: TaskId,
         pairs: &[(&str, &str)],
     ) -> Result<(), StoreError> {
         let mut state = self.lock();
         if state.task(task_id).is_none() {
             state.tasks.insert(
-                task_id.to_owned(),
+                task_id,
                 StoredTask {
                     fields: HashMap::new(),
                     expires_at: None,
                 },
             );
         }
-        let task = state.tasks.get_mut(task_id).expect("inserted above");
+        let task = state.tasks.get_mut(&task_id).expect("inserted above");
         for (field, value) in pairs {
             task.fields.insert((*field).to_owned(), (*value).to_owned());
         }
@@ -392,26 +411,27 @@ impl MemoryStore {
     }
 
     /// See [`super::Store::processor_status`].
-    pub async fn processor_status(&self, task_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn processor_status(&self, task_id: TaskId) -> Result<Option<RawStatus>, StoreError> {
         let mut state = self.lock();
         Ok(state
             .task(task_id)
-            .and_then(|task| task.fields.get(fields::STATUS).cloned()))
+            .and_then(|task| task.fields.get(fields::STATUS))
+            .map(|status| RawStatus::parse(status)))
     }
 }
 
 impl State {
     /// The live task, dropping it first if it has expired.
-    fn task(&mut self, task_id: &str) -> Option<&mut StoredTask> {
+    fn task(&mut self, task_id: TaskId) -> Option<&mut StoredTask> {
         let now = Instant::now();
         if self
             .tasks
-            .get(task_id)
+            .get(&task_id)
             .is_some_and(|t| t.expires_at.is_some_and(|at| at <= now))
         {
-            self.tasks.remove(task_id);
+            self.tasks.remove(&task_id);
         }
-        self.tasks.get_mut(task_id)
+        self.tasks.get_mut(&task_id)
     }
 
     fn next_id(&mut self) -> EntryKey {
@@ -427,7 +447,7 @@ impl State {
         self.last_id
     }
 
-    fn deliver_new(&mut self, consumer: &str, count: usize) -> Vec<QueueEntry> {
+    fn deliver_new(&mut self, consumer: &str, count: usize) -> Vec<Taken> {
         let now = Instant::now();
         let start = (self.last_delivered.0, self.last_delivered.1 + 1);
         let taken: Vec<_> = self
@@ -463,16 +483,16 @@ impl State {
         }
     }
 
-    fn watch_at(&mut self, task_id: &str, score: u64) {
-        if let Some(old) = self.watch_scores.insert(task_id.to_owned(), score) {
-            self.watch.remove(&(old, task_id.to_owned()));
+    fn watch_at(&mut self, task_id: TaskId, score: u64) {
+        if let Some(old) = self.watch_scores.insert(task_id, score) {
+            self.watch.remove(&(old, task_id));
         }
-        self.watch.insert((score, task_id.to_owned()));
+        self.watch.insert((score, task_id));
     }
 
-    fn unwatch(&mut self, task_id: &str) {
-        if let Some(old) = self.watch_scores.remove(task_id) {
-            self.watch.remove(&(old, task_id.to_owned()));
+    fn unwatch(&mut self, task_id: TaskId) {
+        if let Some(old) = self.watch_scores.remove(&task_id) {
+            self.watch.remove(&(old, task_id));
         }
     }
 }
@@ -485,8 +505,12 @@ impl StoredTask {
             .unwrap_or_default()
     }
 
+    fn final_status(&self) -> Option<TaskStatus> {
+        RawStatus::parse(self.field(fields::STATUS)).final_status()
+    }
+
     fn is_final(&self) -> bool {
-        is_terminal_text(self.field(fields::STATUS))
+        self.final_status().is_some()
     }
 
     /// Gives a final task its TTL if it has none (the Redis store's `TTL == -1` rule).

@@ -8,24 +8,23 @@
 //!   if nobody (the Processor included) wrote since it was read;
 //! - a final task gets the TTL, also when someone else wrote the final state.
 //!
-//! Keys: `task:{id}` (the contract's hash), `{prefix}:dispatch` (a stream with the consumer group
-//! `dispatchers`), `{prefix}:watch` (a sorted set of accepted, unfinished tasks by next check
-//! time). The prefix never matches `task:*`.
+//! What crosses this boundary is typed: task ids are [`TaskId`]s, statuses [`RawStatus`] or
+//! [`TaskStatus`], and each operation answers an enum of what it found. Keys and field names
+//! are in [`layout`].
 
 mod error;
+pub mod layout;
 pub mod memory;
 pub mod redis;
 
 use std::time::Duration;
 
 pub use error::StoreError;
+pub use layout::{GROUP, task_key};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
-use crate::task::TaskRecord;
-
-/// The consumer group every instance's dispatcher joins.
-pub const GROUP: &str = "dispatchers";
+use crate::task::{RawStatus, TaskId, TaskRecord, TaskStatus};
 
 /// One dispatch entry as taken from the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +32,7 @@ pub struct QueueEntry {
     /// The entry's id in the queue (`{ms}-{seq}`, as Redis streams write them).
     pub id: String,
     /// The task to hand to the Processor.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// Its original file.
     pub original_file_key: String,
     /// The creating request's trace context (W3C `traceparent`, `tracestate`), as field/value pairs.
@@ -42,38 +41,55 @@ pub struct QueueEntry {
     pub deliveries: u32,
 }
 
+/// An entry of the queue that is not one of ours: its task id is missing or not a UUID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MalformedEntry {
+    /// The entry's id.
+    pub id: String,
+    /// What its `task_id` field held.
+    pub task_id: String,
+}
+
+/// What a read of the queue gives: an entry, or one that cannot be dispatched.
+pub type Taken = Result<QueueEntry, MalformedEntry>;
+
 impl QueueEntry {
     /// When the entry was queued, in milliseconds since the Unix epoch (the id's first part).
     pub fn enqueued_at_ms(&self) -> u64 {
         entry_ms(&self.id)
     }
 
-    /// Builds an entry from a stream entry's fields.
+    /// Reads an entry from a stream entry's fields.
     fn from_fields(
         id: String,
         fields: impl IntoIterator<Item = (String, String)>,
         deliveries: u32,
-    ) -> Self {
-        let mut entry = Self {
-            id,
-            task_id: String::new(),
-            original_file_key: String::new(),
-            trace: Vec::new(),
-            deliveries,
-        };
+    ) -> Taken {
+        let mut task_id = String::new();
+        let mut original_file_key = String::new();
+        let mut trace = Vec::new();
         for (field, value) in fields {
             match field.as_str() {
-                "task_id" => entry.task_id = value,
-                "original_file_key" => entry.original_file_key = value,
-                _ => entry.trace.push((field, value)),
+                layout::entry_fields::TASK_ID => task_id = value,
+                layout::entry_fields::ORIGINAL_FILE_KEY => original_file_key = value,
+                _ => trace.push((field, value)),
             }
         }
-        entry
+        match TaskId::parse(&task_id) {
+            Ok(task_id) => Ok(Self {
+                id,
+                task_id,
+                original_file_key,
+                trace,
+                deliveries,
+            }),
+            Err(_) => Err(MalformedEntry { id, task_id }),
+        }
     }
 }
 
 /// The milliseconds part of a stream id.
-pub fn entry_ms(id: &str) -> u64 {
+fn entry_ms(id: &str) -> u64 {
     id.split('-')
         .next()
         .and_then(|ms| ms.parse().ok())
@@ -92,7 +108,7 @@ pub struct PendingEntry {
 }
 
 /// What [`Store::fail`] found and did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailOutcome {
     /// The task is now FAILED.
     Failed,
@@ -108,7 +124,7 @@ pub enum FailOutcome {
 #[derive(Clone, Copy, Debug)]
 pub struct FailRequest<'a> {
     /// The task.
-    pub task_id: &'a str,
+    pub task_id: TaskId,
     /// The reason, for `error_message`.
     pub message: &'a str,
     /// The write's `updated_at`.
@@ -120,26 +136,33 @@ pub struct FailRequest<'a> {
 }
 
 /// What [`Store::accepted`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AcceptOutcome {
     /// The task is unfinished and now on the watch list.
     Watching,
-    /// The task is already final (the Processor answered when done); it has its TTL. The
-    /// status is given.
-    Final(String),
+    /// The task is already final (the Processor answered when done): COMPLETED or FAILED. It has
+    /// its TTL.
+    Final(TaskStatus),
     /// The task hash is gone.
     Missing,
 }
 
 /// A watched task as [`Store::settle`] found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Settled {
-    /// The status text, or `None` when the hash is gone.
-    pub status: Option<String>,
-    /// `updated_at` as written.
-    pub updated_at: String,
-    /// `created_at` as written.
-    pub created_at: String,
+pub enum Settled {
+    /// The hash is gone; the task left the watch list.
+    Missing,
+    /// The task is final (COMPLETED or FAILED); it has its TTL and left the watch list.
+    Final(TaskStatus),
+    /// The task is not final; it is looked at again later.
+    Unfinished {
+        /// The status as written.
+        status: RawStatus,
+        /// `updated_at` as written.
+        updated_at: String,
+        /// `created_at` as written.
+        created_at: String,
+    },
 }
 
 /// Figures about the dispatch queue.
@@ -153,6 +176,47 @@ pub struct QueueStats {
     pub oldest_ms: Option<u64>,
     /// Tasks accepted by the Processor and not yet final.
     pub watched: u64,
+}
+
+/// What a Processor writes into a task hash (plain HSETs, outside any fence: that is how the
+/// contract's Processor writes). The service itself never writes these; the reference Processor
+/// and the benchmarks' instant Processor do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessorReport<'a> {
+    /// Work started.
+    Processing,
+    /// Done: the result's key.
+    Completed {
+        /// `result_file_key`.
+        result_file_key: &'a str,
+    },
+    /// Ended without a result.
+    Failed {
+        /// `error_message`.
+        error_message: &'a str,
+    },
+}
+
+impl<'a> ProcessorReport<'a> {
+    /// The hash fields this report writes at `now`.
+    fn pairs(self, now: &'a str) -> Vec<(&'static str, &'a str)> {
+        use crate::task::fields;
+        let mut pairs = Vec::with_capacity(4);
+        match self {
+            Self::Processing => pairs.push((fields::STATUS, TaskStatus::Processing.as_str())),
+            Self::Completed { result_file_key } => {
+                pairs.push((fields::STATUS, TaskStatus::Completed.as_str()));
+                pairs.push((fields::RESULT_FILE_KEY, result_file_key));
+                pairs.push((fields::ERROR_MESSAGE, ""));
+            }
+            Self::Failed { error_message } => {
+                pairs.push((fields::STATUS, TaskStatus::Failed.as_str()));
+                pairs.push((fields::ERROR_MESSAGE, error_message));
+            }
+        }
+        pairs.push((fields::UPDATED_AT, now));
+        pairs
+    }
 }
 
 /// The store: one of the two backends.
@@ -184,7 +248,7 @@ impl Store {
     }
 
     /// Reads a task; a final task without TTL gets it.
-    pub async fn read(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    pub async fn read(&self, task_id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         each!(self, s => s.read(task_id).await)
     }
 
@@ -202,6 +266,11 @@ impl Store {
         each!(self, s => s.accepted(entry, next_check_ms).await)
     }
 
+    /// Acknowledges and deletes an entry that cannot be dispatched.
+    pub async fn discard(&self, entry_id: &str) -> Result<(), StoreError> {
+        each!(self, s => s.discard(entry_id).await)
+    }
+
     /// Makes sure the queue and its consumer group exist (also after Redis lost its data).
     pub async fn ensure_queue(&self) -> Result<(), StoreError> {
         each!(self, s => s.ensure_queue().await)
@@ -213,7 +282,7 @@ impl Store {
         consumer: &str,
         count: usize,
         block: Duration,
-    ) -> Result<Vec<QueueEntry>, StoreError> {
+    ) -> Result<Vec<Taken>, StoreError> {
         each!(self, s => s.read_new(consumer, count, block).await)
     }
 
@@ -233,7 +302,7 @@ impl Store {
         consumer: &str,
         min_idle: Duration,
         ids: &[String],
-    ) -> Result<Vec<QueueEntry>, StoreError> {
+    ) -> Result<Vec<Taken>, StoreError> {
         each!(self, s => s.claim(consumer, min_idle, ids).await)
     }
 
@@ -254,14 +323,14 @@ impl Store {
     }
 
     /// Watched tasks due for a look at `now_ms`.
-    pub async fn due_watched(&self, now_ms: u64, count: usize) -> Result<Vec<String>, StoreError> {
+    pub async fn due_watched(&self, now_ms: u64, count: usize) -> Result<Vec<TaskId>, StoreError> {
         each!(self, s => s.due_watched(now_ms, count).await)
     }
 
     /// Looks at watched tasks (see [`Settled`]); unfinished ones are rescheduled at `next_check_ms`.
     pub async fn settle(
         &self,
-        task_ids: &[String],
+        task_ids: &[TaskId],
         next_check_ms: u64,
     ) -> Result<Vec<Settled>, StoreError> {
         each!(self, s => s.settle(task_ids, next_check_ms).await)
@@ -278,32 +347,35 @@ impl Store {
     }
 
     /// A task's remaining time to live; `None` when it has no expiry or does not exist.
-    pub async fn ttl(&self, task_id: &str) -> Result<Option<Duration>, StoreError> {
+    pub async fn ttl(&self, task_id: TaskId) -> Result<Option<Duration>, StoreError> {
         each!(self, s => s.ttl(task_id).await)
     }
 
-    /// A Processor's plain write of hash fields (no fencing: that is how the contract's
-    /// Processor writes).
+    /// A task's status as a Processor reads it (no side effects); `None` when there is no task.
+    pub async fn processor_status(&self, task_id: TaskId) -> Result<Option<RawStatus>, StoreError> {
+        each!(self, s => s.processor_status(task_id).await)
+    }
+
+    /// Writes what a Processor reports about a task at `now`, as the contract's Processor does:
+    /// plain HSETs, no fence (see [`ProcessorReport`]).
+    pub async fn processor_report(
+        &self,
+        task_id: TaskId,
+        report: ProcessorReport<'_>,
+        now: &str,
+    ) -> Result<(), StoreError> {
+        let pairs = report.pairs(now);
+        each!(self, s => s.processor_write(task_id, &pairs).await)
+    }
+
+    /// Any plain write of hash fields, as a Processor (or an operator) could make: for tests
+    /// that write what the contract allows others to write.
+    #[cfg(feature = "test-util")]
     pub async fn processor_write(
         &self,
-        task_id: &str,
+        task_id: TaskId,
         pairs: &[(&str, &str)],
     ) -> Result<(), StoreError> {
         each!(self, s => s.processor_write(task_id, pairs).await)
     }
-
-    /// A task's status as a Processor reads it (no side effects).
-    pub async fn processor_status(&self, task_id: &str) -> Result<Option<String>, StoreError> {
-        each!(self, s => s.processor_status(task_id).await)
-    }
-
-    /// What to call this store in messages (`Redis at host:port`, `the in-memory store`).
-    pub fn describe(&self) -> String {
-        each!(self, s => s.describe())
-    }
-}
-
-/// The contract's key of a task hash.
-pub fn task_key(task_id: &str) -> String {
-    format!("task:{task_id}")
 }

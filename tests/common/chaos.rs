@@ -12,7 +12,7 @@ use std::{
 use bb8_redis::redis;
 use task_service::{
     proto::task::{CreateTaskRequest, task_client::TaskClient},
-    task::is_terminal_text,
+    task::RawStatus,
 };
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@ pub struct Cast {
     pub processor: FakeProcessor,
     /// The service instances (None once killed for good).
     pub services: Vec<Option<ServiceProcess>>,
-    /// Their ports.
+    /// Their ports (each instance comes back on its own).
     pub ports: Vec<u16>,
     /// The variables every instance gets.
     pub vars: Vec<(String, String)>,
@@ -65,10 +65,12 @@ impl Cast {
         vars.push(("TASK_TTL".into(), "15s".into()));
         vars.push(("TASK_DISPATCH_MAX_ATTEMPTS".into(), "1000".into()));
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let ports: Vec<u16> = (0..replicas).map(|_| super::redis::free_port()).collect();
         let mut services = Vec::new();
-        for port in &ports {
-            services.push(Some(ServiceProcess::start_on(&vars, *port).await));
+        let mut ports = Vec::new();
+        for _ in 0..replicas {
+            let service = ServiceProcess::start(&vars).await;
+            ports.push(service.addr.port());
+            services.push(Some(service));
         }
         let baseline_memory = redis.used_memory().await;
         let observer = Observer::start(&redis).await;
@@ -195,7 +197,7 @@ impl Cast {
         let seen = self.observer.seen.lock().unwrap().clone();
         for id in ids {
             let history = seen.get(id).cloned().unwrap_or_default();
-            if history.last().is_some_and(|(s, _)| is_terminal_text(s)) {
+            if history.last().is_some_and(|(s, _)| is_final(s)) {
                 continue;
             }
             let hash: Vec<String> = redis::cmd("HGETALL")
@@ -415,7 +417,7 @@ impl Observer {
                         if history.last() != Some(&now) {
                             history.push(now.clone());
                         }
-                        if !is_terminal_text(&now.0) {
+                        if !is_final(&now.0) {
                             still_active.push(id.clone());
                         }
                     }
@@ -449,7 +451,7 @@ impl Observer {
                     && !seen
                         .get(*id)
                         .and_then(|h| h.last())
-                        .is_some_and(|(s, _)| is_terminal_text(s))
+                        .is_some_and(|(s, _)| is_final(s))
             })
             .count()
     }
@@ -464,7 +466,7 @@ impl Observer {
             .filter(|id| {
                 seen.get(*id)
                     .and_then(|h| h.last())
-                    .is_some_and(|(s, _)| is_terminal_text(s))
+                    .is_some_and(|(s, _)| is_final(s))
             })
             .count()
     }
@@ -487,7 +489,7 @@ impl Observer {
             let ranks: Vec<u8> = history.iter().map(|(s, _)| rank(s)).collect();
             let final_changed = history
                 .iter()
-                .filter(|(s, _)| is_terminal_text(s))
+                .filter(|(s, _)| is_final(s))
                 .collect::<Vec<_>>()
                 .windows(2)
                 .any(|w| w[0] != w[1]);
@@ -525,4 +527,9 @@ fn rank(status: &str) -> u8 {
         "PROCESSING" => 1,
         _ => 2,
     }
+}
+
+/// Whether a status text read from Redis is final.
+fn is_final(status: &str) -> bool {
+    RawStatus::parse(status).is_final()
 }

@@ -14,7 +14,8 @@ use std::{
 
 use task_service::{
     proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
-    store::Store,
+    store::{ProcessorReport, Store},
+    task::{TaskId, now_timestamp},
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -212,9 +213,13 @@ impl processor_server::Processor for Handler {
     }
 }
 
+fn task_id(text: &str) -> Result<TaskId, Status> {
+    TaskId::parse(text).map_err(Status::invalid_argument)
+}
+
 async fn answer(
     state: &State,
-    task_id: &str,
+    task_id_text: &str,
     mut reply: Reply,
 ) -> Result<Response<ProcessVideoResponse>, Status> {
     loop {
@@ -231,36 +236,30 @@ async fn answer(
                     .as_ref()
                     .expect("Reply::Idempotent needs a store");
                 let status = store
-                    .processor_status(task_id)
+                    .processor_status(task_id(task_id_text)?)
                     .await
                     .map_err(|e| Status::unavailable(e.to_string()))?;
-                if status
-                    .as_deref()
-                    .is_some_and(task_service::task::is_terminal_text)
-                {
+                if status.is_some_and(|status| status.is_final()) {
                     return Ok(Response::new(ProcessVideoResponse {}));
                 }
                 reply = Reply::Complete;
             }
             Reply::Complete => {
                 let store = state.store.as_ref().expect("Reply::Complete needs a store");
-                let now = task_service::task::now_timestamp();
-                let result = format!("./data/videos/{task_id}/result.mp4");
-                store
-                    .processor_write(task_id, &[("status", "PROCESSING"), ("updated_at", &now)])
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?;
-                store
-                    .processor_write(
-                        task_id,
-                        &[
-                            ("status", "COMPLETED"),
-                            ("result_file_key", &result),
-                            ("updated_at", &now),
-                        ],
-                    )
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?;
+                let id = task_id(task_id_text)?;
+                let now = now_timestamp();
+                let result = format!("./data/videos/{id}/result.mp4");
+                for report in [
+                    ProcessorReport::Processing,
+                    ProcessorReport::Completed {
+                        result_file_key: &result,
+                    },
+                ] {
+                    store
+                        .processor_report(id, report, &now)
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                }
                 return Ok(Response::new(ProcessVideoResponse {}));
             }
         }

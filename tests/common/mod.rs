@@ -3,8 +3,10 @@
 
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
+pub mod calls;
 pub mod chaos;
 pub mod fake_processor;
+pub mod metrics;
 pub mod raw_grpc;
 pub mod redis;
 pub mod service;
@@ -76,10 +78,14 @@ pub mod tempdir {
     }
 }
 
-/// Logs to the test's output when `RUST_LOG` is set.
+/// Logs of in-process services into the test's own output, which the test harness captures
+/// and shows only when the test fails: warnings and errors, or what `RUST_LOG` asks for.
 pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
+        .with_ansi(false)
         .with_test_writer()
         .try_init();
 }

@@ -13,8 +13,9 @@ use testcontainers_modules::{
 /// The image used when `TASK_TEST_REDIS_IMAGE` is not set.
 pub const DEFAULT_IMAGE: &str = "redis:7-alpine";
 
-/// A Redis container with a fixed host port (so that it keeps its address across restarts) and
-/// AOF on (so that its data survives them).
+/// A Redis container with a fixed host port (so that it keeps its address across restarts: a
+/// port Docker chose could change when the container starts again) and AOF on (so that its data
+/// survives them).
 pub struct TestRedis {
     container: ContainerAsync<Redis>,
     /// The host port it answers on.
@@ -27,28 +28,39 @@ impl TestRedis {
         let image =
             std::env::var("TASK_TEST_REDIS_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
         let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
-        let port = free_port();
-        let container = Redis::default()
-            .with_name(name)
-            .with_tag(tag)
-            .with_cmd([
-                "redis-server",
-                "--bind",
-                "0.0.0.0",
-                "--protected-mode",
-                "no",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                "/tmp",
-            ])
-            .with_mapped_port(port, 6379.tcp())
-            .start()
-            .await
-            .unwrap_or_else(|e| panic!("cannot start the Redis container from image {image} (is Docker running? set TASK_TEST_REDIS_IMAGE to a local image on machines with no registry): {e}"));
-        Self { container, port }
+        // The port is free when picked but may be taken before Docker binds it (by a parallel
+        // test): then Docker refuses it, and another is tried.
+        let mut tries = 0;
+        loop {
+            let port = free_port();
+            let started = Redis::default()
+                .with_name(name)
+                .with_tag(tag)
+                .with_cmd([
+                    "redis-server",
+                    "--bind",
+                    "0.0.0.0",
+                    "--protected-mode",
+                    "no",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--dir",
+                    "/tmp",
+                ])
+                .with_mapped_port(port, 6379.tcp())
+                .start()
+                .await;
+            match started {
+                Ok(container) => return Self { container, port },
+                Err(e) if tries < 5 && e.to_string().contains("already") => tries += 1,
+                Err(e) => panic!(
+                    "cannot start the Redis container from image {image} (is Docker running? set \
+                     TASK_TEST_REDIS_IMAGE to a local image on machines with no registry): {e}"
+                ),
+            }
+        }
     }
 
     /// The service's variables pointing at this Redis.
@@ -100,12 +112,12 @@ impl TestRedis {
     /// Cuts the container off the network (connections through the published port fail) until
     /// [`TestRedis::reconnect`].
     pub async fn disconnect(&self) {
-        docker(&["network", "disconnect", "bridge", self.container.id()]);
+        docker(&["network", "disconnect", "bridge", self.container.id()]).await;
     }
 
     /// Puts the container back on the network.
     pub async fn reconnect(&self) {
-        docker(&["network", "connect", "bridge", self.container.id()]);
+        docker(&["network", "connect", "bridge", self.container.id()]).await;
         self.wait_ready().await;
     }
 
@@ -165,8 +177,8 @@ impl TestRedis {
     }
 }
 
-/// A port free on 127.0.0.1 right now.
-pub fn free_port() -> u16 {
+/// A port free on 127.0.0.1 right now (only for Docker's port mappings, which take a number).
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -175,10 +187,11 @@ pub fn free_port() -> u16 {
 }
 
 /// Runs a docker command, failing the test if it fails.
-fn docker(args: &[&str]) {
-    let output = std::process::Command::new("docker")
+async fn docker(args: &[&str]) {
+    let output = tokio::process::Command::new("docker")
         .args(args)
         .output()
+        .await
         .expect("docker runs");
     assert!(
         output.status.success(),

@@ -1,17 +1,32 @@
 //! The service under test: in-process (`TestService`, through `app::serve`) or as a real process
 //! (`ServiceProcess`, the built `task-service` binary) for tests that kill it.
+//!
+//! Both listen on ports the system chose (port 0, read back), so parallel tests never race for
+//! a port. A process's output is captured and printed only if the test fails.
 
-use std::{collections::HashMap, net::SocketAddr, process::Stdio, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use task_service::{
     api::TaskApi,
-    app::{self, AppError},
+    app::{self, AppError, Listeners, Run},
     config::Config,
-    proto::task::task_client::TaskClient,
-    proto::task::task_server::Task,
+    proto::task::{task_client::TaskClient, task_server::Task},
     store::{RedisStore, Store},
+    supervisor::Supervisor,
 };
-use tokio::{net::TcpListener, process::Child, task::JoinHandle};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, BufReader},
+    net::TcpListener,
+    process::Child,
+    sync::watch,
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -48,7 +63,7 @@ pub fn redis_store(config: &Config) -> Store {
     Store::Redis(RedisStore::connect(&config.redis, config.task_ttl).unwrap())
 }
 
-/// The service running in this process on 127.0.0.1:0.
+/// The service running in this process on 127.0.0.1, ports chosen by the system.
 pub struct TestService {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -58,6 +73,8 @@ pub struct TestService {
     pub config: Config,
     /// Where its Prometheus endpoint listens.
     pub metrics_addr: SocketAddr,
+    /// Its background tasks' supervisor (to kill one).
+    pub supervisor: Supervisor,
     shutdown: CancellationToken,
     join: JoinHandle<Result<(), AppError>>,
 }
@@ -77,29 +94,27 @@ impl TestService {
 
     /// Starts it with the API wrapped by `wrap` (to add slow or panicking handlers).
     pub async fn start_wrapped<T: Task>(
-        mut config: Config,
+        config: Config,
         store: Store,
         wrap: impl FnOnce(TaskApi) -> T + Send + 'static,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        if config.metrics_addr.port() == 0 {
-            config.metrics_addr = SocketAddr::from(([127, 0, 0, 1], super::redis::free_port()));
-        }
-        let metrics_addr = config.metrics_addr;
+        super::init_logs();
+        let listeners = Listeners {
+            grpc: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            metrics: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let addr = listeners.grpc.local_addr().unwrap();
+        let metrics_addr = listeners.metrics.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let join = tokio::spawn(app::serve_with(
-            config.clone(),
-            store.clone(),
-            listener,
-            shutdown.clone(),
-            wrap,
-        ));
+        let run = Run::new(listeners, shutdown.clone());
+        let supervisor = run.supervisor.clone();
+        let join = tokio::spawn(app::serve_with(config.clone(), store.clone(), run, wrap));
         Self {
             addr,
             metrics_addr,
             store,
             config,
+            supervisor,
             shutdown,
             join,
         }
@@ -115,6 +130,11 @@ impl TestService {
         self.shutdown.cancel();
         self.join.await.unwrap().unwrap();
     }
+
+    /// Waits for the service to stop by itself, and returns how its run ended.
+    pub async fn stopped(self) -> Result<(), AppError> {
+        self.join.await.unwrap()
+    }
 }
 
 /// A client of the service at `addr`.
@@ -128,17 +148,22 @@ pub async fn client(addr: SocketAddr) -> TaskClient<Channel> {
     TaskClient::new(channel)
 }
 
-/// The `task-service` binary running as a child process.
+/// The `task-service` binary running as a child process. Its log lines (JSON) are kept, and
+/// printed if the test fails.
 pub struct ServiceProcess {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its Prometheus endpoint listens.
+    pub metrics_addr: SocketAddr,
     child: Child,
+    output: Output,
 }
 
 impl ServiceProcess {
-    /// Starts the binary with the fast settings and `vars`, and waits until it accepts connections.
+    /// Starts the binary with the fast settings and `vars` on a port the system chooses, and
+    /// waits until it listens.
     pub async fn start(vars: &[(String, String)]) -> Self {
-        Self::start_on(vars, super::redis::free_port()).await
+        Self::start_on(vars, 0).await
     }
 
     /// [`ServiceProcess::start`] on a given port (to come back where clients look for it).
@@ -150,23 +175,30 @@ impl ServiceProcess {
             .envs(vars.iter().cloned())
             .env("TASK_GRPC_HOST", "127.0.0.1")
             .env("TASK_GRPC_PORT", port.to_string())
+            .env("TASK_LOG_FORMAT", "json")
             .env(
                 "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,task_service::app=info".into()),
             )
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let child = command.spawn().expect("the task-service binary runs");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "task-service did not start listening"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut child = command.spawn().expect("the task-service binary runs");
+        let output = Output::default();
+        output.follow(child.stdout.take().unwrap());
+        output.follow(child.stderr.take().unwrap());
+        let listening = tokio::time::timeout(Duration::from_secs(20), output.addresses()).await;
+        let Ok(Some((addr, metrics_addr))) = listening else {
+            output.print();
+            panic!("task-service did not start listening");
+        };
+        Self {
+            addr,
+            metrics_addr,
+            child,
+            output,
         }
-        Self { addr, child }
     }
 
     /// The process id.
@@ -188,16 +220,89 @@ impl ServiceProcess {
 
     /// SIGTERM, then waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().expect("still running");
-        let sent = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        signal(self.pid(), "TERM").await;
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
             .expect("task-service exits after SIGTERM")
             .unwrap()
+    }
+
+    /// Every line it wrote so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.output.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.output.print();
+        }
+    }
+}
+
+/// Sends a signal (`TERM`, `STOP`, `CONT`) to a process.
+pub async fn signal(pid: u32, name: &str) {
+    let sent = tokio::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
+/// A child's output lines, and the addresses its start-up lines announce.
+#[derive(Clone, Default)]
+struct Output {
+    lines: Arc<Mutex<Vec<String>>>,
+    listening: Arc<watch::Sender<(Option<SocketAddr>, Option<SocketAddr>)>>,
+}
+
+impl Output {
+    /// Reads `stream` line by line in the background.
+    fn follow(&self, stream: impl AsyncRead + Unpin + Send + 'static) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                this.saw(&line);
+                this.lines.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    /// Picks the listening addresses out of the service's JSON start-up lines.
+    fn saw(&self, line: &str) {
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        let fields = &json["fields"];
+        let addr = fields["addr"].as_str().and_then(|a| a.parse().ok());
+        match fields["message"].as_str() {
+            Some("task service listening") => self.listening.send_modify(|l| l.0 = addr),
+            Some("metrics at /metrics") => self.listening.send_modify(|l| l.1 = addr),
+            _ => {}
+        }
+    }
+
+    /// Waits until both addresses are known; `None` if the process ended first.
+    async fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let mut listening = self.listening.subscribe();
+        let known = listening
+            .wait_for(|(grpc, metrics)| grpc.is_some() && metrics.is_some())
+            .await
+            .ok()?;
+        Some((known.0?, known.1?))
+    }
+
+    /// Prints what the process wrote (a failing test shows it).
+    fn print(&self) {
+        let lines = self.lines.lock().unwrap();
+        eprintln!("--- task-service output ({} lines) ---", lines.len());
+        for line in lines.iter() {
+            eprintln!("{line}");
+        }
+        eprintln!("--- end of task-service output ---");
     }
 }

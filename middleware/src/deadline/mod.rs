@@ -5,9 +5,8 @@
 //! waiting anyway), fall back to a default when there is none, and refuse to hold
 //! resources longer than its own cap however long the client is willing to wait.
 //!
-//! The effective timeout is written back into the request's `grpc-timeout` header and
-//! the absolute deadline is put into the extensions as [`RequestDeadline`], so handlers
-//! can propagate the remaining budget to the calls they make downstream.
+//! The effective timeout is written back into the request's `grpc-timeout` header, so that
+//! handlers (tonic's `Request::deadline`-style readers of it) see the budget actually granted.
 //!
 //! tonic's server also enforces the client's `grpc-timeout`, outside every user layer
 //! (failing with `tonic::TimeoutExpired`, which it maps to `CANCELLED`). When the
@@ -33,20 +32,6 @@ pub use self::error::DeadlineExceeded;
 pub use self::future::ResponseFuture;
 pub use self::layer::DeadlineLayer;
 use crate::{BoxError, grpc_timeout};
-
-/// The absolute deadline of the current request, in the request's extensions.
-///
-/// It is a `tokio::time::Instant` so it agrees with `tokio::time::sleep_until` and
-/// with paused time in tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestDeadline(pub Instant);
-
-impl RequestDeadline {
-    /// Time left until the deadline (zero once it has passed).
-    pub fn remaining(&self) -> Duration {
-        self.0.saturating_duration_since(Instant::now())
-    }
-}
 
 /// Enforces a per-request deadline derived from `grpc-timeout`; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -120,7 +105,6 @@ where
             .unwrap_or_else(far_future);
         req.headers_mut()
             .insert(grpc_timeout::GRPC_TIMEOUT, grpc_timeout::encode(timeout));
-        req.extensions_mut().insert(RequestDeadline(deadline));
         let sleep = tokio::time::sleep_until(deadline);
         ResponseFuture::new(self.inner.call(req), sleep, timeout)
     }

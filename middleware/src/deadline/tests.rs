@@ -50,16 +50,10 @@ async fn run_to_deadline(timeout: Option<&'static str>) -> (String, Duration, Du
         .to_str()
         .unwrap()
         .to_owned();
-    let RequestDeadline(deadline) = *seen.extensions().get::<RequestDeadline>().unwrap();
     let err = fut.await.unwrap_err();
     let exceeded = err
         .downcast_ref::<DeadlineExceeded>()
         .expect("DeadlineExceeded");
-    assert_eq!(
-        deadline - start,
-        exceeded.timeout,
-        "extension matches the timeout"
-    );
     (header, exceeded.timeout, start.elapsed())
 }
 
@@ -167,21 +161,6 @@ async fn inner_future_is_dropped_when_the_deadline_fires() {
     );
     // Dropped when the error was produced, while `fut` itself is still alive.
     assert!(dropped.load(Ordering::SeqCst));
-}
-
-#[test]
-fn remaining_is_zero_after_the_deadline() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let d = RequestDeadline(Instant::now() + Duration::from_secs(1));
-        assert_eq!(d.remaining(), Duration::from_secs(1));
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(d.remaining(), Duration::ZERO);
-    });
 }
 
 #[tokio::test(start_paused = true)]

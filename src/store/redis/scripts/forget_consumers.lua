@@ -1,6 +1,10 @@
 -- Deletes consumers that hold no entries and have been idle longer than ARGV[2] ms (instances
--- that are gone), so the group's consumer list stays bounded. Returns how many were deleted.
+-- that are gone), so the group's consumer list stays bounded. Returns how many were deleted (none
+-- when the stream is gone: Redis lost its data, and the next read recreates it).
 -- KEYS[1] dispatch stream; ARGV[1] group, ARGV[2] idle ms
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
 local deleted = 0
 for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
   local info = {}

@@ -1,5 +1,4 @@
-//! What Linux's `/proc` says about a process: its resident memory (for the benchmarks and the
-//! tests that watch the service's memory).
+//! What Linux's `/proc` says about a process: its resident memory.
 
 /// The resident memory (`VmRSS`) of process `pid`, in bytes; `None` if it cannot be read.
 pub fn resident_bytes(pid: u32) -> Option<u64> {

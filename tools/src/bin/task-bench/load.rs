@@ -438,7 +438,7 @@ impl RssSampler {
         let task = tokio::spawn(async move {
             let mut peak = 0;
             while !flag.load(Ordering::Relaxed) {
-                peak = peak.max(task_service::process::resident_bytes(pid).unwrap_or(0));
+                peak = peak.max(observability::process::resident_bytes(pid).unwrap_or(0));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             peak

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use task_service::{
     store::task_key,
-    task::{TaskRecord, TaskStatus},
+    task::{TaskId, TaskRecord, TaskStatus},
 };
 
 use crate::{BoxError, seeded_id};
@@ -45,9 +45,9 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         let mut pipe = redis::pipe();
         for i in start..end {
             let id = seeded_id(i);
-            let key = task_key(&id);
+            let key = task_key(TaskId::parse(&id).expect("seeded ids are UUIDs"));
             let record = TaskRecord {
-                status: TaskStatus::Completed.as_str().to_owned(),
+                status: TaskStatus::Completed.into(),
                 original_file_key: "bench/original.mp4".to_owned(),
                 result_file_key: format!("./data/videos/{id}/result.mp4"),
                 error_message: String::new(),

@@ -53,7 +53,7 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         current = xlen.query_async(&mut conn).await?;
         if let Some(pid) = args.pid {
-            let rss = task_service::process::resident_bytes(pid).unwrap_or(0);
+            let rss = observability::process::resident_bytes(pid).unwrap_or(0);
             rss_peak = Some(rss_peak.unwrap_or(0).max(rss));
         }
         if at_10s.is_none() && started.elapsed() >= Duration::from_secs(10) {

@@ -1,12 +1,13 @@
 //! A Processor that finishes at once: one HSET writing COMPLETED, then OK.
+//! Redis comes from REDIS_HOST and REDIS_PORT (the process environment).
 
 use std::net::SocketAddr;
 
 use task_service::{
     config::Config,
     proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
-    store::Store,
-    task::now_timestamp,
+    store::{ProcessorReport, Store},
+    task::{TaskId, now_timestamp},
 };
 use tonic::{Request, Response, Status};
 
@@ -23,16 +24,15 @@ impl processor_server::Processor for Instant {
         &self,
         request: Request<ProcessVideoRequest>,
     ) -> Result<Response<ProcessVideoResponse>, Status> {
-        let id = request.into_inner().task_id;
+        let id = TaskId::parse(&request.into_inner().task_id).map_err(Status::invalid_argument)?;
         let result = format!("./data/videos/{id}/result.mp4");
         self.store
-            .processor_write(
-                &id,
-                &[
-                    ("status", "COMPLETED"),
-                    ("result_file_key", &result),
-                    ("updated_at", &now_timestamp()),
-                ],
+            .processor_report(
+                id,
+                ProcessorReport::Completed {
+                    result_file_key: &result,
+                },
+                &now_timestamp(),
             )
             .await
             .map_err(|e| Status::internal(e.to_string()))?;

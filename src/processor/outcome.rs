@@ -1,5 +1,6 @@
-//! How the dispatcher reads a ProcessVideo result: accepted, rejected for good, held back by
-//! the circuit breaker, or a transient failure worth another attempt.
+//! What a ProcessVideo call through the client stack came to, as the dispatcher acts on it:
+//! accepted, rejected for good, held back by the circuit breaker, or a transient failure worth
+//! another attempt. The same rules classify errors for the retry layer and the breaker.
 //!
 //! Transient (retried, then retried in later rounds): UNAVAILABLE, RESOURCE_EXHAUSTED (the
 //! Processor sheds load; ProcessVideo is idempotent by `task_id`, so a retry is safe),
@@ -20,11 +21,11 @@ use middleware::{
 };
 use tonic::{Code, Status};
 
-use crate::processor::client::BoxError;
+use super::client::BoxError;
 
-/// What one dispatch round came to.
+/// What one dispatch round (a call with its retries) came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Answer {
     /// The Processor accepted the task.
     Accepted,
     /// The Processor refused the task; the text is its code and message.
@@ -41,23 +42,23 @@ pub enum Outcome {
 }
 
 /// Classifies a result of the client stack.
-pub fn classify(result: Result<(), BoxError>) -> Outcome {
+pub fn classify(result: Result<(), BoxError>) -> Answer {
     let error = match result {
-        Ok(()) => return Outcome::Accepted,
+        Ok(()) => return Answer::Accepted,
         Err(error) => error,
     };
     let cause = root_cause(error.as_ref());
     if cause.is::<CircuitOpen>() {
-        return Outcome::CircuitOpen;
+        return Answer::CircuitOpen;
     }
     match cause.downcast_ref::<Status>() {
-        Some(status) if status.code() == Code::AlreadyExists => Outcome::Accepted,
-        Some(status) if !is_transient_status(status) => Outcome::Rejected(describe_status(status)),
-        Some(status) => Outcome::Transient {
+        Some(status) if status.code() == Code::AlreadyExists => Answer::Accepted,
+        Some(status) if !is_transient_status(status) => Answer::Rejected(describe_status(status)),
+        Some(status) => Answer::Transient {
             message: describe_status(status),
             deadline: status.code() == Code::DeadlineExceeded,
         },
-        None => Outcome::Transient {
+        None => Answer::Transient {
             message: cause.to_string(),
             deadline: false,
         },
@@ -138,7 +139,7 @@ mod tests {
         ] {
             let outcome = classify(status(code));
             assert!(
-                matches!(&outcome, Outcome::Rejected(m) if m.contains("said so")),
+                matches!(&outcome, Answer::Rejected(m) if m.contains("said so")),
                 "{code:?}: {outcome:?}"
             );
             assert!(!is_transient(&Status::new(code, "x").into()));
@@ -155,19 +156,19 @@ mod tests {
             Code::Unknown,
         ] {
             assert!(
-                matches!(classify(status(code)), Outcome::Transient { .. }),
+                matches!(classify(status(code)), Answer::Transient { .. }),
                 "{code:?}"
             );
         }
         assert!(matches!(
             classify(status(Code::DeadlineExceeded)),
-            Outcome::Transient { deadline: true, .. }
+            Answer::Transient { deadline: true, .. }
         ));
     }
 
     #[test]
     fn already_exists_is_acceptance() {
-        assert_eq!(classify(status(Code::AlreadyExists)), Outcome::Accepted);
+        assert_eq!(classify(status(Code::AlreadyExists)), Answer::Accepted);
     }
 
     #[test]
@@ -177,7 +178,7 @@ mod tests {
             source: Status::unavailable("down").into(),
         });
         assert!(
-            matches!(classify(Err(wrapped)), Outcome::Transient { message, .. } if message.contains("down"))
+            matches!(classify(Err(wrapped)), Answer::Transient { message, .. } if message.contains("down"))
         );
     }
 

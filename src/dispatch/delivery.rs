@@ -1,0 +1,204 @@
+//! Delivery: one held entry carried to its end — rounds of calls until a [`Verdict`], then the
+//! store write that records it, retried until it lands.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::OwnedSemaphorePermit, time::Instant};
+use tower::ServiceExt;
+use tracing::{Instrument, field::Empty};
+
+use super::{RetryDelay, Shared, leases::Held, now_ms};
+use crate::{
+    metrics::TaskEnd,
+    processor::{Answer, ProcessCall, outcome},
+    store::{AcceptOutcome, FailOutcome, FailRequest, QueueEntry, StoreError},
+    task::{TaskId, TaskStatus, now_timestamp},
+};
+
+/// How an entry ends here.
+enum Verdict {
+    /// The Processor has the task.
+    Accepted,
+    /// The task ends FAILED with this message.
+    Fail(TaskEnd, String),
+    /// Shutting down: leave the entry to another instance.
+    GiveBack,
+}
+
+impl Verdict {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Fail(..) => "failed",
+            Self::GiveBack => "given back",
+        }
+    }
+}
+
+/// Carries one entry to its end, in a span that joins the creating request's trace. `held`
+/// keeps its lease renewed and `slot` its place under the concurrency cap until then.
+pub(super) async fn deliver(
+    shared: Arc<Shared>,
+    entry: QueueEntry,
+    held: Held,
+    slot: OwnedSemaphorePermit,
+) {
+    let span = tracing::info_span!(
+        "dispatch",
+        otel.name = "dispatch ProcessVideo",
+        task.id = %entry.task_id,
+        dispatch.entry = %entry.id,
+        dispatch.deliveries = entry.deliveries,
+        dispatch.outcome = Empty,
+    );
+    observability::propagation::set_parent_from_fields(&span, &entry.trace);
+    async move {
+        let verdict = verdict(&shared, &entry).await;
+        tracing::Span::current().record("dispatch.outcome", verdict.name());
+        held.settling();
+        record(&shared, &entry, verdict).await;
+        drop((held, slot));
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Rounds of calls until the entry's fate is known.
+async fn verdict(shared: &Shared, entry: &QueueEntry) -> Verdict {
+    let started = Instant::now();
+    let max_age = shared.config.max_age;
+    let mut attempts = 0u32;
+    let mut last_error: Option<String> = None;
+    let mut rejected_by_circuit = false;
+    loop {
+        let age = Duration::from_millis(now_ms().saturating_sub(entry.enqueued_at_ms()));
+        if age >= max_age {
+            let last = last_error
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default();
+            return Verdict::Fail(
+                TaskEnd::Expired,
+                format!(
+                    "the processor did not accept the task within {} (TASK_DISPATCH_MAX_AGE){last}",
+                    humantime::format_duration(max_age)
+                ),
+            );
+        }
+        let waited = tokio::select! {
+            open = shared.wait_while_open(rejected_by_circuit) => open,
+            () = tokio::time::sleep(max_age - age) => continue,
+        };
+        if !waited {
+            return Verdict::GiveBack;
+        }
+        let call = ProcessCall::new(entry.task_id, &entry.original_file_key, &entry.trace);
+        let result = tokio::select! {
+            result = shared.caller.clone().oneshot(call.clone()) => result,
+            () = shared.abort.cancelled() => return Verdict::GiveBack,
+        };
+        attempts += call.attempts();
+        shared
+            .metrics
+            .dispatch_retries
+            .inc_by(u64::from(call.attempts().saturating_sub(1)));
+        rejected_by_circuit = false;
+        match outcome::classify(result) {
+            Answer::Accepted => return Verdict::Accepted,
+            Answer::Rejected(message) => {
+                return Verdict::Fail(
+                    TaskEnd::Rejected,
+                    format!("the processor rejected the task: {message}"),
+                );
+            }
+            Answer::CircuitOpen => {
+                shared.metrics.dispatch_deferred.inc();
+                rejected_by_circuit = true;
+            }
+            Answer::Transient { message, deadline } => {
+                if deadline && processor_has_it(shared, entry.task_id).await {
+                    return Verdict::Accepted;
+                }
+                if attempts >= shared.config.max_attempts {
+                    return Verdict::Fail(
+                        TaskEnd::Unreachable,
+                        format!(
+                            "the processor was unreachable after {attempts} attempts over {}: {message}",
+                            humantime::format_duration(Duration::from_secs(
+                                started.elapsed().as_secs()
+                            ))
+                        ),
+                    );
+                }
+                last_error = Some(message);
+                shared.pause(shared.config.round_delay).await;
+                if shared.stop.is_cancelled() {
+                    return Verdict::GiveBack;
+                }
+            }
+        }
+    }
+}
+
+/// After a deadline: a Processor that answers only when finished may be working on the task;
+/// if it already wrote PROCESSING (or a final state), it has the task.
+async fn processor_has_it(shared: &Shared, task_id: TaskId) -> bool {
+    match shared.store.read(task_id).await {
+        Ok(Some(record)) => record.status.known() != Some(TaskStatus::Pending),
+        _ => false,
+    }
+}
+
+/// The store write that ends the entry here.
+async fn record(shared: &Shared, entry: &QueueEntry, verdict: Verdict) {
+    match verdict {
+        Verdict::Accepted => {
+            let next_check = now_ms() + shared.config.watch_interval.as_millis() as u64;
+            let accepted = until_written(shared, || shared.store.accepted(entry, next_check)).await;
+            if let Some(accepted) = accepted {
+                shared.metrics.dispatch_accepted.inc();
+                if let AcceptOutcome::Final(status) = accepted {
+                    shared.metrics.ended(TaskEnd::of_final(status));
+                }
+            }
+        }
+        Verdict::Fail(end, message) => {
+            let now = now_timestamp();
+            let request = FailRequest {
+                task_id: entry.task_id,
+                message: &message,
+                now: &now,
+                expect_updated_at: None,
+                entry_id: Some(&entry.id),
+            };
+            if let Some(FailOutcome::Failed) =
+                until_written(shared, || shared.store.fail(request)).await
+            {
+                tracing::info!(task.id = %entry.task_id, %message, "task failed");
+                shared.metrics.ended(end);
+            }
+        }
+        Verdict::GiveBack => shared.leases.give_back(&entry.id).await,
+    }
+}
+
+/// Retries a store write until it succeeds; gives up only when the grace period is over (the
+/// entry is then delivered again later, which the Processor tolerates).
+async fn until_written<T, F, Fut>(shared: &Shared, write: F) -> Option<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut retry = RetryDelay::default();
+    loop {
+        match write().await {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record a dispatch result; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(retry.next()) => {}
+                    () = shared.abort.cancelled() => return None,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The names both stores write under: the task hash's key, the service's own keys and the
+//! dispatch entries' fields. The Lua scripts in `redis/scripts/` spell the same names (a test
+//! below checks that they use no others).
+
+use crate::task::TaskId;
+
+/// The consumer group every instance's dispatcher joins.
+pub const GROUP: &str = "dispatchers";
+
+/// The contract's key of a task hash: `task:{task_id}`.
+pub fn task_key(task_id: TaskId) -> String {
+    format!("task:{task_id}")
+}
+
+/// The fields of a dispatch entry (besides the W3C trace-context fields it carries).
+pub mod entry_fields {
+    /// The task to hand to the Processor.
+    pub const TASK_ID: &str = "task_id";
+    /// Its original file.
+    pub const ORIGINAL_FILE_KEY: &str = "original_file_key";
+}
+
+/// The service's own keys under `TASK_REDIS_KEY_PREFIX` (never matching `task:*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    /// The dispatch queue: a stream with the consumer group [`GROUP`].
+    pub stream: String,
+    /// Accepted, unfinished tasks by next check time: a sorted set.
+    pub watch: String,
+}
+
+impl Keys {
+    /// The keys under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            stream: format!("{prefix}:dispatch"),
+            watch: format!("{prefix}:watch"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::fields;
+
+    /// Every quoted lowercase word of the scripts that names a field is one of ours.
+    #[test]
+    fn the_scripts_spell_the_same_field_names() {
+        let known = [
+            fields::TASK_ID,
+            fields::STATUS,
+            fields::ORIGINAL_FILE_KEY,
+            fields::RESULT_FILE_KEY,
+            fields::ERROR_MESSAGE,
+            fields::CREATED_AT,
+            fields::UPDATED_AT,
+            entry_fields::TASK_ID,
+            entry_fields::ORIGINAL_FILE_KEY,
+        ];
+        // Words the scripts quote that are not field names: commands' options, their replies'
+        // keys and the scripts' own answers.
+        let other = [
+            "missing", "final", "failed", "changed", "watching", "name", "pending", "idle",
+        ];
+        let scripts = [
+            include_str!("redis/scripts/accepted.lua"),
+            include_str!("redis/scripts/create.lua"),
+            include_str!("redis/scripts/fail.lua"),
+            include_str!("redis/scripts/forget_consumers.lua"),
+            include_str!("redis/scripts/lease.lua"),
+            include_str!("redis/scripts/read.lua"),
+            include_str!("redis/scripts/settle.lua"),
+        ];
+        for script in scripts {
+            for quoted in script.split('\'').skip(1).step_by(2) {
+                let lowercase_word = !quoted.is_empty()
+                    && quoted.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                if lowercase_word {
+                    assert!(
+                        known.contains(&quoted) || other.contains(&quoted),
+                        "a script names {quoted:?}, which is no field of ours"
+                    );
+                }
+            }
+        }
+    }
+}
