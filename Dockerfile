@@ -6,7 +6,7 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bins \
+RUN cargo build --release --locked --workspace --bins \
  && mkdir -p /out \
  && cp target/release/task-service target/release/dev-processor target/release/taskctl target/release/otlp-sink /out/
 

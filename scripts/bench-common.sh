@@ -6,7 +6,7 @@ command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
   echo "installing Debian's redis-server and redis-tools" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server redis-tools >/dev/null
 }
-cargo build --release --bins --quiet
+cargo build --release --workspace --bins --quiet
 bin=target/release
 work=$(mktemp -d)
 cleanup() {

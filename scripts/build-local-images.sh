@@ -28,7 +28,7 @@ import_image() {
 
 scripts/build-redis-image.sh task-service-local/redis:latest
 
-cargo build --release --bins
+cargo build --release --workspace --bins
 import_image task-service-local/task-service:latest '["task-service"]' "50050 9464" \
   target/release/task-service target/release/dev-processor target/release/taskctl target/release/otlp-sink
 
