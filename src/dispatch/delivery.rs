@@ -163,13 +163,7 @@ async fn record(shared: &Shared, entry: &QueueEntry, verdict: Verdict) {
         }
         Verdict::Fail(end, message) => {
             let now = now_timestamp();
-            let request = FailRequest {
-                task_id: entry.task_id,
-                message: &message,
-                now: &now,
-                expect_updated_at: None,
-                entry_id: Some(&entry.id),
-            };
+            let request = FailRequest::ending(entry, &message, &now);
             if let Some(FailOutcome::Failed) =
                 until_written(shared, || shared.store.fail(request)).await
             {

@@ -190,13 +190,7 @@ async fn fail_as_poison(shared: &Shared, entry: &QueueEntry) -> Result<(), Store
         shared.config.max_deliveries
     );
     let now = now_timestamp();
-    let request = FailRequest {
-        task_id: entry.task_id,
-        message: &message,
-        now: &now,
-        expect_updated_at: None,
-        entry_id: Some(&entry.id),
-    };
+    let request = FailRequest::ending(entry, &message, &now);
     if shared.store.fail(request).await? == FailOutcome::Failed {
         shared.metrics.ended(TaskEnd::Poisoned);
     }

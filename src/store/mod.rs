@@ -135,6 +135,20 @@ pub struct FailRequest<'a> {
     pub entry_id: Option<&'a str>,
 }
 
+impl<'a> FailRequest<'a> {
+    /// Ends the task of `entry` FAILED and acknowledges the entry, in one step, whatever the task
+    /// was last written as (the dispatcher's verdict on an entry it holds).
+    pub fn ending(entry: &'a QueueEntry, message: &'a str, now: &'a str) -> Self {
+        Self {
+            task_id: entry.task_id,
+            message,
+            now,
+            expect_updated_at: None,
+            entry_id: Some(&entry.id),
+        }
+    }
+}
+
 /// What [`Store::accepted`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AcceptOutcome {
