@@ -7,13 +7,14 @@
 //! after a shutdown that was asked for, an error when it could not start or when a background
 //! task died (the binary then exits non-zero, for an orchestrator to restart it).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::TaskApi,
+    auth::Authenticator,
     config::Config,
     dispatch::{self, Dispatcher, DispatcherParts},
     metrics::{self, Live, Metrics},
@@ -22,8 +23,13 @@ use crate::{
     server,
     store::{RedisStore, Store},
     supervisor::Supervisor,
+    transport::{self, ConnectionStats, Lifetime, ListenerLimits, ReloadingTls},
     validate::StorageRoot,
 };
+
+/// A metrics connection with no request for this long is closed (Prometheus scrapes every few
+/// seconds and reconnects as it needs).
+const METRICS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Errors that stop the service.
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
@@ -103,17 +109,65 @@ pub async fn serve_with<T: Task>(
     } = run;
     let metrics = Metrics::default();
     let processor = stack::build(&config.processor)?;
-    let limits = server::Limits::new(&config.server);
+    let authenticator = match &config.server.auth_tokens_file {
+        Some(file) => {
+            let authenticator = Authenticator::load(file)?;
+            tracing::info!(file = %file.display(), callers = authenticator.callers().len(), "authentication on");
+            supervisor.spawn(
+                "tokens file",
+                authenticator
+                    .clone()
+                    .follow_file(config.transport.tls_reload_interval, shutdown.clone()),
+            );
+            Some(authenticator)
+        }
+        None => None,
+    };
+    let tls = match &config.transport.tls {
+        Some(files) => {
+            let tls = ReloadingTls::load(files.clone())?;
+            tracing::info!(cert = %files.cert.display(), client_certificates = tls.requires_client_certificates(), "TLS on");
+            supervisor.spawn(
+                "TLS certificates",
+                tls.clone()
+                    .follow_files(config.transport.tls_reload_interval, shutdown.clone()),
+            );
+            Some(tls)
+        }
+        None => None,
+    };
+    let limits = server::Limits::new(&config.server, authenticator);
+    let connections = Arc::new(ConnectionStats::default());
     let registry = metrics.registry(Live {
         breaker: Some(processor.breaker.clone()),
         processor_in_flight: Some(processor.in_flight.clone()),
         rate_limit: limits.rate_limit.clone(),
         load_shed: limits.load_shed.clone(),
+        connections: Some(connections.clone()),
     });
     tracing::info!(addr = %listeners.metrics.local_addr()?, "metrics at /metrics");
+    let metrics_connections = transport::accept(
+        listeners.metrics,
+        ListenerLimits {
+            max_connections: config.transport.metrics_max_connections,
+            preface_timeout: config.transport.metrics_header_timeout,
+            lifetime: Lifetime {
+                idle_timeout: METRICS_IDLE_TIMEOUT,
+                hard_age_limit: METRICS_IDLE_TIMEOUT * 10,
+            },
+            http2_only: false,
+        },
+        None,
+        Arc::default(),
+    );
     let metrics_server = supervisor.spawn_fallible(
         "metrics endpoint",
-        metrics::serve(listeners.metrics, registry, shutdown.clone()),
+        metrics::serve(
+            metrics_connections,
+            registry,
+            config.transport.metrics_header_timeout,
+            shutdown.clone(),
+        ),
     );
     let dispatcher = Dispatcher::spawn(
         DispatcherParts {
@@ -129,10 +183,12 @@ pub async fn serve_with<T: Task>(
     );
     let api = TaskApi::new(
         store.clone(),
-        StorageRoot::new(&config.storage_root),
+        StorageRoot::with_check(&config.storage_root, config.storage_check),
         metrics.clone(),
     );
     tracing::info!(addr = %listeners.grpc.local_addr()?, processor = %config.processor.addr, "task service listening");
+    let mut transport = config.transport.clone();
+    transport.max_connections = transport::under_fd_limit(transport.max_connections);
     let serve = server::Serve {
         task: wrap(api),
         store,
@@ -141,6 +197,9 @@ pub async fn serve_with<T: Task>(
         config: config.server.clone(),
         grace: config.shutdown_grace,
         supervisor: supervisor.clone(),
+        transport,
+        tls,
+        connections,
     };
     // A death stops the service the way SIGTERM does (health NOT_SERVING, no new connections,
     // requests drained), and makes the run fail.

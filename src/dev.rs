@@ -17,13 +17,14 @@ use tokio_util::sync::CancellationToken;
 /// Runs the dev mode on 127.0.0.1 at the configured port until `shutdown`.
 pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
     let store = Store::Memory(MemoryStore::new(config.task_ttl));
-    let storage = StorageRoot::new(&config.storage_root);
     std::fs::create_dir_all(&config.storage_root).map_err(|e| {
         format!(
             "cannot create LOCAL_STORAGE_PATH {}: {e}",
             config.storage_root.display()
         )
     })?;
+    // Made once the root exists, so that keys are checked on disk.
+    let storage = StorageRoot::with_check(&config.storage_root, config.storage_check);
 
     let processor_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
     config.processor.addr = processor_listener.local_addr()?.to_string();
@@ -48,7 +49,7 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
         "task-service dev: in-memory store, reference processor in-process, listening on {addr}\n\
          Try it (in another terminal):\n  \
          mkdir -p {root} && echo demo > {root}/demo.mp4\n  \
-         cargo run --bin taskctl -- --addr http://{addr} create demo.mp4 --wait\n\
+         cargo run --bin taskctl -- --addr {addr} create demo.mp4 --wait\n\
          Stop with Ctrl-C.",
         root = config.storage_root.display()
     );

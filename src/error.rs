@@ -81,6 +81,57 @@ pub enum FramingError {
     },
 }
 
+/// A unary request's body did not arrive in time (see `server::unary_framing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request's body did not arrive within {} (TASK_REQUEST_BODY_TIMEOUT)", humantime::format_duration(*limit))]
+pub struct RequestBodyTimedOut {
+    /// The limit.
+    pub limit: Duration,
+}
+
+/// One connection has as many requests in flight as it may (see `server::connection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this connection has {limit} requests in flight, the most one connection may have \
+     (TASK_MAX_IN_FLIGHT_PER_CONNECTION); wait for answers or open another connection"
+)]
+pub struct ConnectionBusy {
+    /// The limit.
+    pub limit: usize,
+}
+
+/// Why a request was refused by authentication (see `server::auth`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No token and no listed client certificate.
+    #[error(
+        "no credentials: send `authorization: Bearer <token>` (or, over mTLS, a client \
+         certificate listed in TASK_AUTH_TOKENS_FILE)"
+    )]
+    NoCredentials,
+    /// The `authorization` metadata is not `Bearer <token>`.
+    #[error("the authorization metadata must be `Bearer <token>`")]
+    Malformed,
+    /// A token nobody is listed with.
+    #[error("the token is not known to this service")]
+    UnknownToken,
+    /// A client certificate nobody is listed with.
+    #[error("the client certificate {0:?} is not listed in TASK_AUTH_TOKENS_FILE")]
+    UnknownCertificate(String),
+    /// The caller's scope is too small for the method.
+    #[error("{method} needs the {needed} scope; the caller {caller:?} has {has}")]
+    Scope {
+        /// The method called.
+        method: String,
+        /// The scope it needs.
+        needed: &'static str,
+        /// The caller's name.
+        caller: String,
+        /// The caller's scope.
+        has: &'static str,
+    },
+}
+
 /// The status for malformed framing: RESOURCE_EXHAUSTED for a message over the size limit (the
 /// gRPC convention), INVALID_ARGUMENT for the rest.
 pub fn status_for_framing(error: &FramingError) -> Status {
@@ -119,6 +170,18 @@ pub fn status_for(error: &BoxError) -> Status {
         ));
         retry_hint(&mut status, e.retry_after);
         return status;
+    }
+    if let Some(e) = error.downcast_ref::<RequestBodyTimedOut>() {
+        return Status::deadline_exceeded(e.to_string());
+    }
+    if let Some(e) = error.downcast_ref::<ConnectionBusy>() {
+        return Status::resource_exhausted(e.to_string());
+    }
+    if let Some(e) = error.downcast_ref::<AuthError>() {
+        return match e {
+            AuthError::Scope { .. } => Status::permission_denied(e.to_string()),
+            _ => Status::unauthenticated(e.to_string()),
+        };
     }
     if error.is::<Overloaded>() {
         return Status::unavailable(

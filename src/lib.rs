@@ -8,12 +8,14 @@
 //! - [`config`]: typed settings from the environment and `.env`, checked at start.
 //! - [`task`], [`validate`]: the task model, and the checks of what callers send.
 //! - [`store`]: the Redis store and the in-memory store of the dev mode (same semantics).
-//! - [`api`]: the `task.Task` gRPC API; [`error`]: failures to gRPC statuses, in one table.
+//! - [`api`]: the `task.Task` gRPC API; [`error`]: failures to gRPC statuses, in one table;
+//!   [`auth`]: the callers and their scopes.
 //! - [`processor`]: the Processor client stack and the reference Processor.
 //! - [`dispatch`]: the dispatcher, its leases and the reaper.
 //! - [`metrics`]: the Prometheus figures and their endpoint.
-//! - [`server`]: the gRPC server; [`app`]: the wiring; [`supervisor`]: the background tasks'
-//!   supervision.
+//! - [`server`]: the gRPC server; [`transport`]: its connections (cap, deadlines, TLS);
+//!   [`app`]: the wiring; [`supervisor`]: the background tasks' supervision; [`reload`]:
+//!   following files that change while the service runs.
 //! - [`proto`]: the generated code; [`codec`]: the served API's protobuf codec.
 //!
 //! `docs/architecture.md` draws the modules' import graph and follows one task through them.
@@ -22,6 +24,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod dispatch;
@@ -29,8 +32,10 @@ pub mod error;
 pub mod metrics;
 pub mod processor;
 pub mod proto;
+pub mod reload;
 pub mod server;
 pub mod store;
 pub mod supervisor;
 pub mod task;
+pub mod transport;
 pub mod validate;

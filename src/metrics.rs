@@ -7,12 +7,21 @@
 //! already count (the breaker, the rate limiter, the semaphores) is read at scrape time by
 //! [`Live`].
 
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Duration};
 
 use axum::{Router, routing::get};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
 use middleware::{BreakerHandle, BreakerState, LoadShedLayer, RateLimitLayer, RateLimitScope};
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
-use crate::task::TaskStatus;
+use crate::{
+    task::TaskStatus,
+    transport::{Conn, ConnectionStats},
+};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
@@ -26,7 +35,6 @@ use prometheus_client::{
     registry::Registry,
 };
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Labels of an RPC count.
@@ -240,6 +248,8 @@ pub struct Live {
     pub rate_limit: Option<RateLimitLayer>,
     /// The server's load shedder.
     pub load_shed: Option<LoadShedLayer>,
+    /// What the gRPC server's connections did.
+    pub connections: Option<Arc<ConnectionStats>>,
 }
 
 impl Collector for Live {
@@ -291,6 +301,15 @@ impl Collector for Live {
                     .encode(family.encode_family(&[("scope", scope.as_str())])?)?;
             }
         }
+        if let Some(connections) = &self.connections {
+            encode_connections(&mut encoder, connections)?;
+            counter(
+                &mut encoder,
+                "http2_protocol_errors",
+                "Connections the HTTP/2 library closed for misbehaving (too many resets, say)",
+                observability::protocol_warnings::count(),
+            )?;
+        }
         if let Some(shed) = &self.load_shed {
             gauge(
                 &mut encoder,
@@ -301,6 +320,54 @@ impl Collector for Live {
         }
         Ok(())
     }
+}
+
+fn encode_connections(
+    encoder: &mut DescriptorEncoder,
+    stats: &ConnectionStats,
+) -> Result<(), fmt::Error> {
+    gauge(
+        encoder,
+        "connections_open",
+        "gRPC connections open",
+        stats.open() as i64,
+    )?;
+    gauge(
+        encoder,
+        "connections_limit",
+        "gRPC connections allowed open at once (TASK_MAX_CONNECTIONS)",
+        stats.limit() as i64,
+    )?;
+    for (name, help, counted) in [
+        (
+            "connections_refused",
+            "Connections closed at once because the connection cap was reached",
+            &stats.refused,
+        ),
+        (
+            "connection_accept_errors",
+            "Failed accepts (out of file descriptors or memory, mostly)",
+            &stats.accept_errors,
+        ),
+        (
+            "connection_preface_timeouts",
+            "Connections closed for no TLS handshake or HTTP/2 preface in time",
+            &stats.preface_timeouts,
+        ),
+        (
+            "connection_bad_prefaces",
+            "Connections closed for not speaking HTTP/2 (or TLS)",
+            &stats.bad_prefaces,
+        ),
+        (
+            "tls_handshake_failures",
+            "TLS handshakes that failed (no or an untrusted client certificate, not TLS)",
+            &stats.tls_failures,
+        ),
+    ] {
+        counter(encoder, name, help, counted.get())?;
+    }
+    Ok(())
 }
 
 fn gauge(
@@ -323,10 +390,12 @@ fn counter(
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-/// Serves `/metrics` on `listener` until `shutdown`.
+/// Serves `/metrics` on the connections of `incoming` until `shutdown`: HTTP/1.1 (or h2c),
+/// each request's headers within `header_timeout`.
 pub async fn serve(
-    listener: TcpListener,
+    mut incoming: ReceiverStream<std::io::Result<Conn>>,
     registry: Registry,
+    header_timeout: Duration,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let registry = Arc::new(registry);
@@ -342,9 +411,29 @@ pub async fn serve(
             }
         }),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let conn = tokio::select! {
+            conn = incoming.next() => conn,
+            () = shutdown.cancelled() => break,
+        };
+        let Some(Ok(conn)) = conn else { break };
+        let service = TowerToHyperService::new(app.clone());
+        let serving = builder
+            .serve_connection(TokioIo::new(conn), service)
+            .into_owned();
+        let serving = graceful.watch(serving);
+        tokio::spawn(async move {
+            let _ = serving.await;
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// The exposition format's content type.

@@ -31,7 +31,7 @@ use task_service::{
         Store,
     },
     task::{TaskId, TaskRecord, fields, timestamp},
-    validate::{MAX_FILE_KEY_BYTES, StorageRoot},
+    validate::{DECEPTIVE_CHARACTERS, MAX_FILE_KEY_BYTES, StorageRoot},
 };
 
 /// The seed every property runs under unless `TASK_PROP_SEED` names another.
@@ -109,13 +109,16 @@ fn normal_parts(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A printable, non-control character other than '/', from ASCII or anywhere in Unicode.
+/// A printable, non-control character other than '/', from ASCII or anywhere in Unicode (but
+/// the bidirectional and zero-width ones, which keys may not hold).
 fn safe_char() -> impl Strategy<Value = char> {
     prop_oneof![
         3 => (0x20u8..0x7f).prop_map(char::from),
         1 => any::<char>(),
     ]
-    .prop_filter("printable, no '/'", |c| !c.is_control() && *c != '/')
+    .prop_filter("printable, no '/', not deceptive", |c| {
+        !c.is_control() && *c != '/' && !DECEPTIVE_CHARACTERS.contains(c)
+    })
 }
 
 fn control_char() -> impl Strategy<Value = char> {
@@ -146,6 +149,7 @@ fn safe_segments() -> impl Strategy<Value = Vec<String>> {
 #[derive(Clone, Debug)]
 enum BadKey {
     DotDot(String),
+    /// A control, bidirectional or zero-width character somewhere.
     Control(String),
     TooLong(String),
     Empty,
@@ -189,7 +193,10 @@ fn bad_key() -> impl Strategy<Value = BadKey> {
         prefixes.clone(),
         safe_segments(),
         any::<prop::sample::Index>(),
-        control_char(),
+        prop_oneof![
+            control_char(),
+            prop::sample::select(DECEPTIVE_CHARACTERS.to_vec()),
+        ],
     )
         .prop_map(|(prefix, segments, at, c)| {
             let key = format!("{prefix}{}", segments.join("/"));

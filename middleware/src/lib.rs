@@ -90,7 +90,8 @@ pub use circuit_breaker::{
 pub use deadline::{Deadline, DeadlineExceeded, DeadlineLayer};
 pub use load_shed::{LoadShed, LoadShedLayer, Overloaded};
 pub use rate_limit::{
-    ClientKey, RateLimit, RateLimitConfig, RateLimitLayer, RateLimitScope, RateLimited,
+    ClientIdentity, ClientKey, RateLimit, RateLimitConfig, RateLimitLayer, RateLimitScope,
+    RateLimited,
 };
 pub use retry::{RetriesExhausted, RetryBudgetExhausted, RetryConfig, RetryPolicy};
 

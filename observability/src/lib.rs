@@ -6,6 +6,7 @@
 //!   and an OpenTelemetry layer. It returns a [`Telemetry`] guard that flushes on shutdown.
 //! - [`config`]: what to set up, from the standard `OTEL_*` variables and `TASK_LOG_FORMAT`.
 //! - [`propagation`]: W3C `traceparent`/`tracestate` in and out of gRPC metadata and queue entries.
+//! - [`protocol_warnings`]: the HTTP/2 library's per-connection warnings, counted, not logged.
 //! - [`process`]: what `/proc` says of a process (its resident memory), for the service's
 //!   metrics, the benchmarks and the tests that bound memory.
 //!
@@ -22,6 +23,7 @@ pub mod config;
 mod otlp;
 pub mod process;
 pub mod propagation;
+pub mod protocol_warnings;
 
 pub use config::{LogFormat, TelemetryConfig};
 pub use otlp::Telemetry;
@@ -31,8 +33,9 @@ use std::io::IsTerminal;
 use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter, fmt, prelude::*};
 
 /// The log filter when `RUST_LOG` is not set: our own `info`, and only warnings from the
-/// libraries underneath (OpenTelemetry's export errors among them).
-const DEFAULT_FILTER: &str = "info,h2=warn,hyper=warn,tower=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn";
+/// libraries underneath (OpenTelemetry's export errors among them) — but h2's, which are counted
+/// instead ([`protocol_warnings`]).
+const DEFAULT_FILTER: &str = "info,h2=error,hyper=warn,tower=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn";
 
 /// Installs the global subscriber and the W3C propagator; call once, inside the Tokio runtime
 /// when an OTLP endpoint is configured. A second call leaves the first subscriber in place.
@@ -63,6 +66,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, opentelemetry_otlp::E
     let _ = tracing_subscriber::registry()
         .with(logs.with_filter(filter))
         .with(traces)
+        .with(protocol_warnings::layer())
         .try_init();
     Ok(telemetry)
 }

@@ -12,7 +12,9 @@ pub mod env;
 mod processor;
 mod reader;
 mod redis;
+mod secret;
 mod server;
+mod transport;
 pub mod vars;
 
 use std::{
@@ -24,10 +26,12 @@ use std::{
 
 pub use dispatch::DispatchConfig;
 pub use env::load_dotenv;
-pub use processor::{ProcessorConfig, RetryBudget};
+pub use processor::{ProcessorConfig, ProcessorTls, RetryBudget};
 pub use reader::ConfigError;
-pub use redis::RedisConfig;
-pub use server::ServerConfig;
+pub use redis::{RedisConfig, RedisTls};
+pub use secret::Secret;
+pub use server::{Reflection, ServerConfig};
+pub use transport::TransportConfig;
 
 use reader::Vars;
 
@@ -52,6 +56,23 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The gRPC server's layers.
     pub server: ServerConfig,
+    /// The servers' connections and TLS.
+    pub transport: TransportConfig,
+    /// How file keys are checked against the storage root.
+    pub storage_check: StorageCheck,
+}
+
+/// How CreateTask checks a file key against the storage root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageCheck {
+    /// `Resolve` if the storage root exists where the service runs when it starts serving,
+    /// else `Text` (the default).
+    Auto,
+    /// The text rules, and where the key leads on disk: a key whose path goes out of the root
+    /// through a symlink is refused (the root is mounted where the service runs).
+    Resolve,
+    /// The text rules only (the root is not mounted here).
+    Text,
 }
 
 impl Config {
@@ -74,10 +95,24 @@ impl Config {
             9464,
             "a port number 0-65535 (0: any free port)",
         )?;
+        let metrics_host: IpAddr = v.parse(
+            vars::METRICS_HOST,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            "an IP address (0.0.0.0 to open the metrics endpoint to the network)",
+        )?;
+        let storage_root = PathBuf::from(v.nonempty(vars::LOCAL_STORAGE_PATH, "./data/videos")?);
+        let storage_check =
+            match v.choice(vars::STORAGE_CHECK, &["auto", "resolve", "text"], "auto")? {
+                "resolve" => StorageCheck::Resolve,
+                "text" => StorageCheck::Text,
+                _ => StorageCheck::Auto,
+            };
         Ok(Self {
             grpc_addr: SocketAddr::new(host, grpc_port),
-            metrics_addr: SocketAddr::new(host, metrics_port),
-            storage_root: PathBuf::from(v.nonempty(vars::LOCAL_STORAGE_PATH, "./data/videos")?),
+            metrics_addr: SocketAddr::new(metrics_host, metrics_port),
+            storage_root,
+            storage_check,
+            transport: TransportConfig::parse(v)?,
             redis: RedisConfig::parse(v)?,
             task_ttl: redis::task_ttl(v)?,
             processor: ProcessorConfig::parse(v)?,

@@ -1,7 +1,7 @@
 //! The Processor client's stack: retry → circuit breaker → per-attempt deadline, and the cap
 //! on calls in flight.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use middleware::{CircuitBreakerConfig, RetryConfig};
 
@@ -24,6 +24,19 @@ pub struct ProcessorConfig {
     pub retry_budget: RetryBudget,
     /// When the circuit opens, and how it probes.
     pub breaker: CircuitBreakerConfig,
+    /// TLS to the Processor, if on.
+    pub tls: Option<ProcessorTls>,
+}
+
+/// TLS to the Processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorTls {
+    /// CA certificates the Processor's certificate must chain to.
+    pub ca: PathBuf,
+    /// A client certificate and its key, for a Processor that asks for one (mTLS).
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// The name the Processor's certificate must carry; `None`: the host of its address.
+    pub server_name: Option<String>,
 }
 
 /// A tower `TpsBudget`'s settings: retries allowed per successful call, plus a floor.
@@ -66,6 +79,46 @@ impl ProcessorConfig {
                 open_for: v.duration(vars::BREAKER_OPEN_FOR, Duration::from_secs(5))?,
                 half_open_probes: v.positive(vars::BREAKER_HALF_OPEN_PROBES, 1)?,
             },
+            tls: tls(v)?,
         })
+    }
+}
+
+fn tls(v: Vars<'_>) -> Result<Option<ProcessorTls>, ConfigError> {
+    let ca = v.file(vars::PROCESSOR_TLS_CA_FILE)?;
+    let client = match (
+        v.file(vars::PROCESSOR_TLS_CERT_FILE)?,
+        v.file(vars::PROCESSOR_TLS_KEY_FILE)?,
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(v.error(
+                vars::PROCESSOR_TLS_KEY_FILE,
+                "the key of PROCESSOR_TLS_CERT_FILE",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(v.error(
+                vars::PROCESSOR_TLS_CERT_FILE,
+                "the certificate of PROCESSOR_TLS_KEY_FILE",
+            ));
+        }
+    };
+    let server_name = v
+        .raw(vars::PROCESSOR_TLS_SERVER_NAME)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    match ca {
+        Some(ca) => Ok(Some(ProcessorTls {
+            ca,
+            client,
+            server_name,
+        })),
+        None if client.is_some() || server_name.is_some() => Err(v.error(
+            vars::PROCESSOR_TLS_CA_FILE,
+            "set: it turns TLS to the Processor on, which PROCESSOR_TLS_* settings need",
+        )),
+        None => Ok(None),
     }
 }

@@ -1,6 +1,6 @@
 //! Typed readers over the variable map, and the error that names a bad variable.
 
-use std::{collections::HashMap, num::NonZeroU32, str::FromStr, time::Duration};
+use std::{collections::HashMap, num::NonZeroU32, path::PathBuf, str::FromStr, time::Duration};
 
 use governor::Quota;
 
@@ -119,6 +119,38 @@ impl Vars<'_> {
         let burst: u32 = self.positive(burst_name, per_second.get().saturating_mul(2))?;
         let burst = NonZeroU32::new(burst).expect("positive() refuses 0");
         Ok(Some(Quota::per_second(per_second).allow_burst(burst)))
+    }
+
+    /// A file that must exist when set; `None` when unset.
+    pub(super) fn file(&self, name: &str) -> Result<Option<PathBuf>, ConfigError> {
+        match self.raw(name) {
+            None | Some("") => Ok(None),
+            Some(raw) => {
+                let path = PathBuf::from(raw);
+                if path.is_file() {
+                    Ok(Some(path))
+                } else {
+                    Err(self.error(name, "the path of a readable file"))
+                }
+            }
+        }
+    }
+
+    /// One of `choices` (as written), else the default.
+    pub(super) fn choice<'c>(
+        &self,
+        name: &str,
+        choices: &[&'c str],
+        default: &'c str,
+    ) -> Result<&'c str, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(raw) => choices
+                .iter()
+                .find(|c| **c == raw)
+                .copied()
+                .ok_or_else(|| self.error(name, &format!("one of {}", choices.join(", ")))),
+        }
     }
 
     pub(super) fn switch(&self, name: &str, default: bool) -> Result<bool, ConfigError> {

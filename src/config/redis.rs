@@ -1,8 +1,17 @@
 //! How the service reaches Redis, and how long finished tasks are kept there.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
-use super::{ConfigError, reader::Vars, vars};
+use super::{ConfigError, Secret, reader::Vars, vars};
+
+/// TLS to Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTls {
+    /// CA certificates Redis's certificate must chain to; `None`: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// A client certificate and its key, for a Redis that asks for one.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
 
 /// How the service reaches Redis.
 #[derive(Debug, Clone)]
@@ -19,6 +28,14 @@ pub struct RedisConfig {
     pub connections: usize,
     /// Prefix of the service's own keys; never matches `task:*`.
     pub key_prefix: String,
+    /// The ACL user (`AUTH <user> <password>`); `None` with a password: the default user.
+    pub username: Option<String>,
+    /// The password.
+    pub password: Option<Secret>,
+    /// The database number.
+    pub db: i64,
+    /// TLS, if on.
+    pub tls: Option<RedisTls>,
 }
 
 impl RedisConfig {
@@ -30,8 +47,61 @@ impl RedisConfig {
             pool_size: v.positive(vars::REDIS_POOL_SIZE, 8)?,
             connections: v.positive(vars::REDIS_CONNECTIONS, 2)?,
             key_prefix: key_prefix(v, vars::REDIS_KEY_PREFIX, "task-service")?,
+            username: v
+                .raw(vars::REDIS_USERNAME)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+            password: password(v)?,
+            db: v.parse(vars::REDIS_DB, 0, "a database number from 0")?,
+            tls: tls(v)?,
         })
     }
+}
+
+fn password(v: Vars<'_>) -> Result<Option<Secret>, ConfigError> {
+    let file = v.file(vars::REDIS_PASSWORD_FILE)?;
+    match (v.raw(vars::REDIS_PASSWORD), file) {
+        (Some(_), Some(_)) => Err(ConfigError {
+            variable: vars::REDIS_PASSWORD_FILE.into(),
+            value: String::new(),
+            expected: "unset when REDIS_PASSWORD is set: give the password one way".into(),
+        }),
+        (Some(""), None) | (None, None) => Ok(None),
+        (Some(password), None) => Ok(Some(Secret::new(password))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+                variable: vars::REDIS_PASSWORD_FILE.into(),
+                value: path.display().to_string(),
+                expected: format!("a readable file holding the password ({e})"),
+            })?;
+            Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
+        }
+    }
+}
+
+fn tls(v: Vars<'_>) -> Result<Option<RedisTls>, ConfigError> {
+    let on = v.switch(vars::REDIS_TLS, false)?;
+    let ca = v.file(vars::REDIS_TLS_CA_FILE)?;
+    let client = match (
+        v.file(vars::REDIS_TLS_CERT_FILE)?,
+        v.file(vars::REDIS_TLS_KEY_FILE)?,
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(v.error(vars::REDIS_TLS_KEY_FILE, "the key of REDIS_TLS_CERT_FILE"));
+        }
+        (None, Some(_)) => {
+            return Err(v.error(
+                vars::REDIS_TLS_CERT_FILE,
+                "the certificate of REDIS_TLS_KEY_FILE",
+            ));
+        }
+    };
+    if !on && (ca.is_some() || client.is_some()) {
+        return Err(v.error(vars::REDIS_TLS, "on, since REDIS_TLS_* files are set"));
+    }
+    Ok(on.then_some(RedisTls { ca, client }))
 }
 
 /// How long a COMPLETED or FAILED task is kept: `TASK_TTL` if set, else `TASK_TTL_DAYS`.

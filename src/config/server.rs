@@ -1,6 +1,6 @@
 //! The gRPC server's layers, health and limits, as the middleware's own types.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use middleware::{ClientKey, RateLimitConfig};
 
@@ -23,6 +23,25 @@ pub struct ServerConfig {
     pub health_interval: Duration,
     /// Largest request message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Time a request has to send its whole body (checked before it takes an in-flight slot).
+    pub request_body_timeout: Duration,
+    /// Requests in flight on one connection, at most; `None`: no limit.
+    pub max_in_flight_per_connection: Option<usize>,
+    /// The callers' tokens and scopes; `None`: no authentication.
+    pub auth_tokens_file: Option<PathBuf>,
+    /// Who may use reflection.
+    pub reflection: Reflection,
+}
+
+/// Who may use gRPC reflection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reflection {
+    /// Anyone.
+    On,
+    /// Authenticated callers (any scope).
+    Authenticated,
+    /// Nobody: not served.
+    Off,
 }
 
 impl ServerConfig {
@@ -37,11 +56,41 @@ impl ServerConfig {
         }
         let max_in_flight: usize =
             v.parse(vars::MAX_IN_FLIGHT, 1024, "a whole number (0: no limit)")?;
+        let auth_tokens_file = v.file(vars::AUTH_TOKENS_FILE)?;
+        let per_connection: usize = v.parse(
+            vars::MAX_IN_FLIGHT_PER_CONNECTION,
+            64,
+            "a whole number (0: no limit)",
+        )?;
+        let reflection_default = if auth_tokens_file.is_some() {
+            "authenticated"
+        } else {
+            "on"
+        };
+        let reflection = match v.choice(
+            vars::REFLECTION,
+            &["on", "authenticated", "off"],
+            reflection_default,
+        )? {
+            "on" => Reflection::On,
+            "authenticated" => Reflection::Authenticated,
+            _ => Reflection::Off,
+        };
+        if reflection == Reflection::Authenticated && auth_tokens_file.is_none() {
+            return Err(v.error(
+                vars::REFLECTION,
+                "on or off: authenticated needs TASK_AUTH_TOKENS_FILE",
+            ));
+        }
         Ok(Self {
+            rate_limit: rate_limit(v, auth_tokens_file.is_some())?,
+            request_body_timeout: v.duration(vars::REQUEST_BODY_TIMEOUT, Duration::from_secs(2))?,
+            max_in_flight_per_connection: (per_connection > 0).then_some(per_connection),
+            auth_tokens_file,
+            reflection,
             max_in_flight: (max_in_flight > 0).then_some(max_in_flight),
             request_timeout,
             request_timeout_max,
-            rate_limit: rate_limit(v)?,
             request_tracing: v.switch(vars::REQUEST_TRACING, true)?,
             health_interval: v.duration(vars::HEALTH_INTERVAL, Duration::from_secs(2))?,
             max_message_bytes: v.positive(vars::MAX_MESSAGE_BYTES, 16 * 1024)?,
@@ -49,14 +98,14 @@ impl ServerConfig {
     }
 }
 
-fn rate_limit(v: Vars<'_>) -> Result<Option<RateLimitConfig>, ConfigError> {
+fn rate_limit(v: Vars<'_>, authenticated: bool) -> Result<Option<RateLimitConfig>, ConfigError> {
     let global = v.quota(vars::RATE_LIMIT_GLOBAL, vars::RATE_LIMIT_GLOBAL_BURST, 0)?;
     let per_client = v.quota(
         vars::RATE_LIMIT_PER_CLIENT,
         vars::RATE_LIMIT_PER_CLIENT_BURST,
         10_000,
     )?;
-    let key = client_key(v, vars::RATE_LIMIT_KEY)?;
+    let key = client_key(v, vars::RATE_LIMIT_KEY, authenticated)?;
     let max_tracked_clients = v.positive(vars::RATE_LIMIT_MAX_CLIENTS, 10_000)?;
     Ok(
         (global.is_some() || per_client.is_some()).then_some(RateLimitConfig {
@@ -68,11 +117,18 @@ fn rate_limit(v: Vars<'_>) -> Result<Option<RateLimitConfig>, ConfigError> {
     )
 }
 
-fn client_key(v: Vars<'_>, name: &str) -> Result<ClientKey, ConfigError> {
-    let expected = "peer-ip, x-forwarded-for (only behind a proxy that sets it), or metadata:<key>";
+/// What identifies a client: as set; else the authenticated caller when authentication is on,
+/// the peer's address otherwise.
+fn client_key(v: Vars<'_>, name: &str, authenticated: bool) -> Result<ClientKey, ConfigError> {
+    let expected = "peer-ip, x-forwarded-for (only behind a proxy that sets it), caller (with \
+                    TASK_AUTH_TOKENS_FILE), or metadata:<key>";
     match v.raw(name) {
+        None if authenticated => Ok(ClientKey::Identity),
         None | Some("peer-ip") => Ok(ClientKey::PeerIp),
-        Some("x-forwarded-for") => Ok(ClientKey::ForwardedFor),
+        Some("caller") if authenticated => Ok(ClientKey::Identity),
+        Some("x-forwarded-for") => Ok(ClientKey::ForwardedFor {
+            trusted_hops: v.positive(vars::TRUSTED_PROXY_HOPS, 1)?,
+        }),
         Some(other) => match other.strip_prefix("metadata:") {
             Some(key) if key == key.to_ascii_lowercase() => {
                 http::HeaderName::from_bytes(key.as_bytes())

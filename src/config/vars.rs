@@ -98,3 +98,69 @@ pub const HEALTH_INTERVAL: &str = "TASK_HEALTH_INTERVAL";
 pub const MAX_MESSAGE_BYTES: &str = "TASK_MAX_MESSAGE_BYTES";
 /// Port of the Prometheus endpoint (`0`: any free port).
 pub const METRICS_PORT: &str = "TASK_METRICS_PORT";
+/// Trusted proxies in front of the service, for `TASK_RATE_LIMIT_KEY=x-forwarded-for`.
+pub const TRUSTED_PROXY_HOPS: &str = "TASK_TRUSTED_PROXY_HOPS";
+/// Address the Prometheus endpoint binds to.
+pub const METRICS_HOST: &str = "TASK_METRICS_HOST";
+/// Connections open at once the metrics endpoint allows.
+pub const METRICS_MAX_CONNECTIONS: &str = "TASK_METRICS_MAX_CONNECTIONS";
+/// Time a metrics client has to send its request's headers.
+pub const METRICS_HEADER_TIMEOUT: &str = "TASK_METRICS_HEADER_TIMEOUT";
+/// Time a request has to send its whole body.
+pub const REQUEST_BODY_TIMEOUT: &str = "TASK_REQUEST_BODY_TIMEOUT";
+/// Requests in flight on one connection, at most.
+pub const MAX_IN_FLIGHT_PER_CONNECTION: &str = "TASK_MAX_IN_FLIGHT_PER_CONNECTION";
+/// Connections open at once the gRPC server allows.
+pub const MAX_CONNECTIONS: &str = "TASK_MAX_CONNECTIONS";
+/// Time a new connection has for its TLS handshake and HTTP/2 preface.
+pub const CONNECTION_PREFACE_TIMEOUT: &str = "TASK_CONNECTION_PREFACE_TIMEOUT";
+/// Time a connection may stay open with no request.
+pub const CONNECTION_IDLE_TIMEOUT: &str = "TASK_CONNECTION_IDLE_TIMEOUT";
+/// Age at which a connection is asked to close (HTTP/2 GOAWAY).
+pub const MAX_CONNECTION_AGE: &str = "TASK_MAX_CONNECTION_AGE";
+/// Time after that age before the connection is closed whatever is in flight.
+pub const MAX_CONNECTION_AGE_GRACE: &str = "TASK_MAX_CONNECTION_AGE_GRACE";
+/// Streams one HTTP/2 connection may have open at once (advertised to clients).
+pub const MAX_CONCURRENT_STREAMS: &str = "TASK_MAX_CONCURRENT_STREAMS";
+/// How often the server pings an HTTP/2 connection.
+pub const HTTP2_KEEPALIVE_INTERVAL: &str = "TASK_HTTP2_KEEPALIVE_INTERVAL";
+/// Time a ping's answer may take before the connection is closed.
+pub const HTTP2_KEEPALIVE_TIMEOUT: &str = "TASK_HTTP2_KEEPALIVE_TIMEOUT";
+/// The server's certificate chain (PEM); with the key, the server speaks TLS only.
+pub const TLS_CERT_FILE: &str = "TASK_TLS_CERT_FILE";
+/// The server's private key (PEM).
+pub const TLS_KEY_FILE: &str = "TASK_TLS_KEY_FILE";
+/// CA certificates client certificates must chain to (mTLS).
+pub const TLS_CLIENT_CA_FILE: &str = "TASK_TLS_CLIENT_CA_FILE";
+/// How often the TLS files are looked at for changes.
+pub const TLS_RELOAD_INTERVAL: &str = "TASK_TLS_RELOAD_INTERVAL";
+/// The callers and their scopes: `<name> <scope> <sha256 hex>|cert:<CN>` lines.
+pub const AUTH_TOKENS_FILE: &str = "TASK_AUTH_TOKENS_FILE";
+/// Reflection: `on`, `authenticated` or `off`.
+pub const REFLECTION: &str = "TASK_REFLECTION";
+/// How a file key is checked against the storage root: `resolve` or `text`.
+pub const STORAGE_CHECK: &str = "TASK_STORAGE_CHECK";
+/// CA certificates the Processor's certificate must chain to; set, calls use TLS.
+pub const PROCESSOR_TLS_CA_FILE: &str = "PROCESSOR_TLS_CA_FILE";
+/// The client certificate presented to the Processor (PEM).
+pub const PROCESSOR_TLS_CERT_FILE: &str = "PROCESSOR_TLS_CERT_FILE";
+/// Its private key (PEM).
+pub const PROCESSOR_TLS_KEY_FILE: &str = "PROCESSOR_TLS_KEY_FILE";
+/// The name the Processor's certificate must carry (default: the host of its address).
+pub const PROCESSOR_TLS_SERVER_NAME: &str = "PROCESSOR_TLS_SERVER_NAME";
+/// The Redis ACL user.
+pub const REDIS_USERNAME: &str = "REDIS_USERNAME";
+/// The Redis password.
+pub const REDIS_PASSWORD: &str = "REDIS_PASSWORD";
+/// A file holding the Redis password.
+pub const REDIS_PASSWORD_FILE: &str = "REDIS_PASSWORD_FILE";
+/// The Redis database number.
+pub const REDIS_DB: &str = "REDIS_DB";
+/// TLS to Redis: `on` or `off`.
+pub const REDIS_TLS: &str = "REDIS_TLS";
+/// CA certificates Redis's certificate must chain to.
+pub const REDIS_TLS_CA_FILE: &str = "REDIS_TLS_CA_FILE";
+/// The client certificate presented to Redis (PEM).
+pub const REDIS_TLS_CERT_FILE: &str = "REDIS_TLS_CERT_FILE";
+/// Its private key (PEM).
+pub const REDIS_TLS_KEY_FILE: &str = "REDIS_TLS_KEY_FILE";

@@ -18,12 +18,13 @@ use middleware::BreakerHandle;
 use tonic::{
     Status,
     metadata::{MetadataKey, MetadataValue},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 use tower::Service;
 use tracing::{Instrument, field::Empty};
 
 use crate::{
+    config::{ProcessorConfig, ProcessorTls},
     proto::processor::{ProcessVideoRequest, processor_client::ProcessorClient},
     task::TaskId,
 };
@@ -73,22 +74,27 @@ pub struct ProcessVideoCall {
 }
 
 impl ProcessVideoCall {
-    /// A client of the Processor at `host:port`; it connects on first use and reconnects by itself.
-    pub fn new(
-        addr: &str,
-        connect_timeout: Duration,
-        timeout: Duration,
-    ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(connect_timeout)
+    /// A client of the Processor `config` names (over TLS if it says so); it connects on first
+    /// use and reconnects by itself.
+    pub fn new(config: &ProcessorConfig) -> Result<Self, BoxError> {
+        let addr = &config.addr;
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+            .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
+            .keep_alive_while_idle(true);
+        if let Some(tls) = &config.tls {
+            endpoint = endpoint.tls_config(tls_config(tls)?)?;
+        }
         Ok(Self {
-            client: ProcessorClient::new(channel),
-            timeout,
-            addr: addr.into(),
+            client: ProcessorClient::new(endpoint.connect_lazy()),
+            timeout: config.timeout,
+            addr: addr.as_str().into(),
             breaker: None,
             in_flight: Arc::default(),
         })
@@ -104,6 +110,21 @@ impl ProcessVideoCall {
     pub fn in_flight(&self) -> Arc<AtomicUsize> {
         self.in_flight.clone()
     }
+}
+
+/// The TLS settings of the Processor's channel; an error names the file.
+fn tls_config(tls: &ProcessorTls) -> Result<ClientTlsConfig, BoxError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&tls.ca)?));
+    if let Some((cert, key)) = &tls.client {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(name) = &tls.server_name {
+        config = config.domain_name(name.clone());
+    }
+    Ok(config)
 }
 
 /// Counts a call as in flight until it is dropped, however it ends.

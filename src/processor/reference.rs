@@ -64,11 +64,21 @@ impl ReferenceProcessor {
     }
 
     /// Copies the original to the result path; the error says what went wrong.
+    /// Reads the original without following a symlink out of the storage root.
     async fn produce(&self, task_id: TaskId, original_file_key: &str) -> Result<String, String> {
         let source = self.storage.resolve(original_file_key);
-        if !tokio::fs::try_exists(&source).await.unwrap_or(false) {
-            return Err(format!("original file not found: {}", source.display()));
-        }
+        let storage = self.storage.clone();
+        let key = original_file_key.to_owned();
+        let opened = tokio::task::spawn_blocking(move || storage.open(&key))
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", source.display()))?;
+        let original = match opened {
+            Ok(file) => tokio::fs::File::from_std(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!("original file not found: {}", source.display()));
+            }
+            Err(e) => return Err(format!("cannot open {}: {e}", source.display())),
+        };
         let result_key = self.storage.result_key(&task_id.to_string());
         let target = std::path::Path::new(&result_key);
         if let Some(dir) = target.parent() {
@@ -76,7 +86,11 @@ impl ReferenceProcessor {
                 .await
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        tokio::fs::copy(&source, target)
+        let mut result = tokio::fs::File::create(target)
+            .await
+            .map_err(|e| format!("cannot create {result_key}: {e}"))?;
+        let mut original = original;
+        tokio::io::copy(&mut original, &mut result)
             .await
             .map_err(|e| format!("cannot copy {} to {result_key}: {e}", source.display()))?;
         Ok(result_key)
@@ -109,6 +123,10 @@ impl processor_server::Processor for ReferenceProcessor {
             original_file_key,
         } = request.into_inner();
         let task_id = TaskId::parse(&task_id).map_err(Status::invalid_argument)?;
+        // The same checks as the service's: a Processor is the last gate before a file is read.
+        self.storage
+            .check_key(&original_file_key)
+            .map_err(Status::invalid_argument)?;
         let status = self.store.processor_status(task_id).await.map_err(|e| {
             Status::internal(format!("reference processor could not read the task: {e}"))
         })?;

@@ -36,8 +36,8 @@ pub struct ProcessorStack {
 }
 
 /// The stack around the Processor at `config.addr`.
-pub fn build(config: &ProcessorConfig) -> Result<ProcessorStack, tonic::transport::Error> {
-    let call = ProcessVideoCall::new(&config.addr, config.connect_timeout, config.timeout)?;
+pub fn build(config: &ProcessorConfig) -> Result<ProcessorStack, BoxError> {
+    let call = ProcessVideoCall::new(config)?;
     let in_flight = call.in_flight();
     let (caller, breaker) = around(config, |breaker| call.with_breaker(breaker));
     Ok(ProcessorStack {

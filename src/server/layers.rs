@@ -16,12 +16,15 @@ use tower_http::{
 };
 
 use super::{
+    auth::AuthLayer,
+    connection::ConnectionLayer,
     errors_as_status::ErrorsAsStatusLayer,
+    metadata::MetadataLayer,
     rpc_metrics::RpcMetricsLayer,
     trace::{self, GrpcTraceLayer, RequestIds},
     unary_framing::UnaryFramingLayer,
 };
-use crate::{config::ServerConfig, metrics::Metrics};
+use crate::{auth::Authenticator, config::ServerConfig, metrics::Metrics};
 
 /// Answers a client's own deadline this much early, so the answer reaches it in time and our
 /// DEADLINE_EXCEEDED beats tonic's timer set to the same deadline (which would say CANCELLED).
@@ -33,22 +36,31 @@ type PanicHandler = fn(Box<dyn Any + Send>) -> http::Response<tonic::body::Body>
 pub type Layers = Stack<
     CatchPanicLayer<PanicHandler>,
     Stack<
-        UnaryFramingLayer,
+        DeadlineLayer,
         Stack<
-            DeadlineLayer,
+            Either<LoadShedLayer, Identity>,
             Stack<
-                Either<LoadShedLayer, Identity>,
+                UnaryFramingLayer,
                 Stack<
                     Either<RateLimitLayer, Identity>,
                     Stack<
-                        ErrorsAsStatusLayer,
+                        Either<AuthLayer, Identity>,
                         Stack<
-                            PropagateRequestIdLayer,
+                            ConnectionLayer,
                             Stack<
-                                RpcMetricsLayer,
+                                ErrorsAsStatusLayer,
                                 Stack<
-                                    GrpcTraceLayer,
-                                    Stack<SetRequestIdLayer<RequestIds>, Identity>,
+                                    PropagateRequestIdLayer,
+                                    Stack<
+                                        RpcMetricsLayer,
+                                        Stack<
+                                            GrpcTraceLayer,
+                                            Stack<
+                                                SetRequestIdLayer<RequestIds>,
+                                                Stack<MetadataLayer, Identity>,
+                                            >,
+                                        >,
+                                    >,
                                 >,
                             >,
                         >,
@@ -64,8 +76,11 @@ pub type Layers = Stack<
 pub fn stack(config: &ServerConfig, limits: &Limits, metrics: &Metrics) -> ServiceBuilder<Layers> {
     let tracing = config.request_tracing;
     ServiceBuilder::new()
-        // First, so that the span and every log line below carry the request id (a client's
-        // own x-request-id is kept).
+        // Before anything reads it: metadata the client wrote is checked (x-request-id,
+        // traceparent, tracestate), so that what is kept, stored or forwarded is bounded.
+        .layer(MetadataLayer)
+        // So that the span and every log line below carry the request id (a client's own,
+        // well-formed x-request-id is kept).
         .layer(SetRequestIdLayer::x_request_id(RequestIds {
             enabled: tracing,
         }))
@@ -79,10 +94,22 @@ pub fn stack(config: &ServerConfig, limits: &Limits, metrics: &Metrics) -> Servi
         // Every error of the layers below becomes a gRPC status from the one error table; above
         // all of them, so that none reaches the client as a reset stream.
         .layer(ErrorsAsStatusLayer)
-        // Cheapest refusal first: a client over its rate never takes a concurrency slot.
+        // Counts the request on its connection (for the idle clock), refuses it past the
+        // per-connection cap, and puts the peer's address where the rate limiter reads it.
+        .layer(ConnectionLayer::new(config.max_in_flight_per_connection))
+        // Who is calling, and may they: before the rate limit, which keys on the caller.
+        .option_layer(limits.auth.clone())
+        // Cheap refusals first: a client over its rate never has its body read.
         .option_layer(limits.rate_limit.clone())
+        // The whole body of a Task call, within TASK_REQUEST_BODY_TIMEOUT and well framed,
+        // before the request takes an in-flight slot: a body that trickles in holds none.
+        .layer(UnaryFramingLayer::new(
+            "/task.Task/",
+            config.max_message_bytes,
+            config.request_body_timeout,
+        ))
         // Past TASK_MAX_IN_FLIGHT, sheds at once (UNAVAILABLE) instead of queueing without
-        // bound; only requests that passed the rate limit count.
+        // bound; only requests that passed the checks above count.
         .option_layer(limits.load_shed.clone())
         // The handler's time budget, from the client's grpc-timeout, a default and a cap; it
         // starts once the request is admitted.
@@ -90,20 +117,16 @@ pub fn stack(config: &ServerConfig, limits: &Limits, metrics: &Metrics) -> Servi
             DeadlineLayer::new(config.request_timeout, config.request_timeout_max)
                 .with_margin(DEADLINE_MARGIN),
         )
-        // Malformed framing of a Task call (a second message, a bad prefix, a truncated body) is
-        // INVALID_ARGUMENT before the handler runs; only admitted requests' bodies are read.
-        .layer(UnaryFramingLayer::new(
-            "/task.Task/",
-            config.max_message_bytes,
-        ))
         // Innermost, right around the handler: a panic becomes INTERNAL for this request and
         // the connection, and the server, keep serving.
         .layer(CatchPanicLayer::custom(panic_response as PanicHandler))
 }
 
-/// The limiting layers, kept so that their figures can be read.
+/// The layers that refuse requests, built apart so that their figures can be read.
 #[derive(Clone, Debug, Default)]
 pub struct Limits {
+    /// Authentication, if a tokens file is set.
+    pub auth: Option<AuthLayer>,
     /// Rate limiting, if any limit is set.
     pub rate_limit: Option<RateLimitLayer>,
     /// Load shedding, if a cap is set.
@@ -111,9 +134,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits `config` asks for.
-    pub fn new(config: &ServerConfig) -> Self {
+    /// The limits `config` asks for, with `authenticator`'s callers when authentication is on.
+    pub fn new(config: &ServerConfig, authenticator: Option<Authenticator>) -> Self {
         Self {
+            auth: authenticator.map(|a| AuthLayer::new(a, config.reflection)),
             rate_limit: config.rate_limit.clone().map(RateLimitLayer::new),
             load_shed: config.max_in_flight.map(LoadShedLayer::new),
         }

@@ -5,17 +5,19 @@
 //! accepting, requests in flight are drained for up to `grace`, then `run` returns (the caller
 //! stops the dispatcher and flushes telemetry).
 
+pub mod auth;
+pub mod connection;
 mod errors_as_status;
 pub mod health;
 pub mod layers;
+pub mod metadata;
 pub mod rpc_metrics;
 pub mod trace;
 mod unary_framing;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -24,7 +26,7 @@ pub use errors_as_status::{ErrorsAsStatus, ErrorsAsStatusLayer};
 pub use layers::Limits;
 
 use crate::{
-    config::ServerConfig,
+    config::{Reflection, ServerConfig, TransportConfig},
     error::BoxError,
     metrics::Metrics,
     proto::{
@@ -33,7 +35,11 @@ use crate::{
     },
     store::Store,
     supervisor::Supervisor,
+    transport::{self, ConnectionStats, Lifetime, ListenerLimits, ReloadingTls},
 };
+
+/// Largest header block (metadata) a request may send.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// What the server serves, besides its listener.
 #[derive(Debug)]
@@ -52,6 +58,12 @@ pub struct Serve<T> {
     pub grace: Duration,
     /// Where the health task runs.
     pub supervisor: Supervisor,
+    /// The connections' limits and clocks.
+    pub transport: TransportConfig,
+    /// TLS, if on.
+    pub tls: Option<ReloadingTls>,
+    /// What the connections did (read by the metrics).
+    pub connections: Arc<ConnectionStats>,
 }
 
 /// Serves until `shutdown` is cancelled, then shuts down as the module says.
@@ -77,13 +89,32 @@ pub async fn run<T: Task>(
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_on = serve.config.reflection != Reflection::Off;
+    let reflection_v1 = reflection_on.then(|| reflection().build_v1()).transpose()?;
+    let reflection_v1alpha = reflection_on
+        .then(|| reflection().build_v1alpha())
+        .transpose()?;
+    let t = &serve.transport;
+    let incoming = transport::accept(
+        listener,
+        ListenerLimits {
+            max_connections: t.max_connections,
+            preface_timeout: t.preface_timeout,
+            lifetime: Lifetime {
+                idle_timeout: t.idle_timeout,
+                hard_age_limit: t.max_connection_age + t.max_connection_age_grace,
+            },
+            http2_only: true,
+        },
+        serve.tls.as_ref().map(ReloadingTls::acceptor),
+        serve.connections.clone(),
+    );
 
     let task =
         TaskServer::new(serve.task).max_decoding_message_size(serve.config.max_message_bytes);
     let draining = {
         let shutdown = shutdown.clone();
+        let stop_health = stop_health.clone();
         async move {
             shutdown.cancelled().await;
             // Load balancers see NOT_SERVING before the listener closes.
@@ -93,12 +124,19 @@ pub async fn run<T: Task>(
         }
     };
     let served = Server::builder()
+        // What one connection may claim: streams open at once, header bytes, and its life (a
+        // GOAWAY at the maximum age; the connection itself closes after the grace).
+        .max_concurrent_streams(t.max_concurrent_streams)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_keepalive_interval(Some(t.keepalive_interval))
+        .http2_keepalive_timeout(Some(t.keepalive_timeout))
+        .max_connection_age(t.max_connection_age)
         .layer(layers::stack(&serve.config, &serve.limits, &serve.metrics))
         .add_service(task)
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), draining);
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(incoming, draining);
     tokio::pin!(served);
     let grace = serve.grace;
     let result = tokio::select! {
@@ -108,6 +146,8 @@ pub async fn run<T: Task>(
             Ok(())
         }
     };
+    // However serving ended (its drain signal may never have run, if it failed first).
+    stop_health.cancel();
     let _ = health.await;
     result
 }

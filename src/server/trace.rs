@@ -86,6 +86,7 @@ impl<B> MakeSpan<B> for GrpcSpan {
             request_id = %request_id,
             rpc.grpc.status_code = Empty,
             task.id = Empty,
+            enduser.id = Empty,
         );
         // The caller's W3C trace context, if it sent one, makes this span part of its trace.
         observability::propagation::set_parent_from_headers(&span, request.headers());

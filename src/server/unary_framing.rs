@@ -1,34 +1,40 @@
-//! Checks the gRPC framing of unary requests as their bodies stream in: one message, a valid
-//! compressed-flag, a declared length within the limit, no truncation. A malformed body gets
-//! INVALID_ARGUMENT (RESOURCE_EXHAUSTED when it declares too large a message) saying what is
-//! wrong, where tonic would answer INTERNAL; and a unary call carrying a second message is
-//! refused before its handler runs, instead of being answered from its first.
+//! Unary requests' bodies, read in full before the request goes on: within
+//! `TASK_REQUEST_BODY_TIMEOUT` (else DEADLINE_EXCEEDED), and through the gRPC framing checks —
+//! one message, a valid compressed-flag, a declared length within the limit, no truncation. A
+//! malformed body gets INVALID_ARGUMENT (RESOURCE_EXHAUSTED when it declares too large a
+//! message) saying what is wrong, where tonic would answer INTERNAL; a unary call carrying a
+//! second message is refused before its handler runs. Placed above the load shedder, a body
+//! that trickles in (one byte a second, say) holds no in-flight slot while it does.
 
 use std::{
-    pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
+    time::Duration,
 };
 
-use http_body::{Body, Frame};
-use tonic::{Status, body::Body as TonicBody};
-use tower::{Layer, Service};
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full};
+use tonic::body::Body as TonicBody;
+use tower::{Layer, Service, ServiceExt};
 
-use crate::error::{FramingError, status_for_framing};
+use crate::error::{BoxError, FramingError, RequestBodyTimedOut, status_for_framing};
 
-/// Guards the request bodies of the calls whose path starts with `prefix` (unary methods only).
+/// Reads the request bodies of the calls whose path starts with `prefix` (unary methods only).
 #[derive(Clone, Copy, Debug)]
 pub struct UnaryFramingLayer {
     prefix: &'static str,
     max_message_bytes: usize,
+    body_timeout: Duration,
 }
 
 impl UnaryFramingLayer {
-    /// Guards the calls under `prefix` (e.g. `/task.Task/`), whose messages may be up to
-    /// `max_message_bytes` long.
-    pub fn new(prefix: &'static str, max_message_bytes: usize) -> Self {
+    /// Reads the calls under `prefix` (e.g. `/task.Task/`), whose messages may be up to
+    /// `max_message_bytes` long and whose bodies must arrive within `body_timeout`.
+    pub fn new(prefix: &'static str, max_message_bytes: usize, body_timeout: Duration) -> Self {
         Self {
             prefix,
             max_message_bytes,
+            body_timeout,
         }
     }
 }
@@ -53,81 +59,67 @@ pub struct UnaryFraming<S> {
 
 impl<S> Service<http::Request<TonicBody>> for UnaryFraming<S>
 where
-    S: Service<http::Request<TonicBody>>,
+    S: Service<http::Request<TonicBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
 {
     type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<S::Response, BoxError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: http::Request<TonicBody>) -> Self::Future {
+        // The service that was polled ready answers this call; a clone waits for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         if !request.uri().path().starts_with(self.config.prefix) {
-            return self.inner.call(request);
+            let answer = inner.call(request);
+            return Box::pin(async move { answer.await.map_err(Into::into) });
         }
-        let compressed_allowed = request
-            .headers()
-            .get("grpc-encoding")
-            .is_some_and(|encoding| encoding != "identity");
-        let (parts, body) = request.into_parts();
-        let checker = FrameChecker::new(self.config.max_message_bytes, compressed_allowed);
-        let body = TonicBody::new(CheckedBody {
-            inner: body,
-            checker,
-            finished: false,
-        });
-        self.inner.call(http::Request::from_parts(parts, body))
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A request body that fails with the framing error's status at the first bad byte.
-    struct CheckedBody {
-        #[pin]
-        inner: TonicBody,
-        checker: FrameChecker,
-        finished: bool,
-    }
-}
-
-impl Body for CheckedBody {
-    type Data = bytes::Bytes;
-    type Error = Status;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        if *this.finished {
-            return Poll::Ready(None);
-        }
-        let checked = match ready!(this.inner.poll_frame(cx)) {
-            Some(Ok(frame)) => match frame.data_ref() {
-                Some(data) => this.checker.feed(data).map(|()| frame),
-                None => Ok(frame),
-            },
-            Some(Err(status)) => return Poll::Ready(Some(Err(status))),
-            None => match this.checker.finish() {
-                Ok(()) => {
-                    *this.finished = true;
-                    return Poll::Ready(None);
+        let config = self.config;
+        Box::pin(async move {
+            let compressed_allowed = request
+                .headers()
+                .get("grpc-encoding")
+                .is_some_and(|encoding| encoding != "identity");
+            let (parts, body) = request.into_parts();
+            let checker = FrameChecker::new(config.max_message_bytes, compressed_allowed);
+            let read = tokio::time::timeout(config.body_timeout, read_checked(body, checker));
+            let bytes = match read.await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(error)) => return Err(error),
+                Err(_) => {
+                    return Err(Box::new(RequestBodyTimedOut {
+                        limit: config.body_timeout,
+                    }) as BoxError);
                 }
-                Err(error) => Err(error),
-            },
-        };
-        Poll::Ready(Some(checked.map_err(|error| {
-            *this.finished = true;
-            status_for_framing(&error)
-        })))
+            };
+            let request = http::Request::from_parts(parts, TonicBody::new(Full::new(bytes)));
+            inner.ready().await.map_err(Into::into)?;
+            inner.call(request).await.map_err(Into::into)
+        })
     }
+}
 
-    fn is_end_stream(&self) -> bool {
-        // Never true before the end was seen: an empty body must still be checked.
-        self.finished
+/// The whole body, checked as it arrives (so that a bad prefix fails at once, not at the end).
+async fn read_checked(mut body: TonicBody, mut checker: FrameChecker) -> Result<Bytes, BoxError> {
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BoxError::from)?;
+        if let Some(data) = frame.data_ref() {
+            checker.feed(data).map_err(framing)?;
+            bytes.extend_from_slice(data);
+        }
     }
+    checker.finish().map_err(framing)?;
+    Ok(bytes.freeze())
+}
+
+fn framing(error: FramingError) -> BoxError {
+    Box::new(status_for_framing(&error))
 }
 
 /// The framing state of one request body: where the next byte falls.

@@ -10,10 +10,10 @@ use governor::Quota;
 /// a request that hides its identity must not escape the per-client limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientKey {
-    /// The peer's IP address (port ignored), from tonic's `TcpConnectInfo` in the
-    /// request extensions. Behind a proxy every request has the proxy's address; use
-    /// [`ClientKey::ForwardedFor`] there. (Under TLS tonic stores `TlsConnectInfo`
-    /// instead, which this crate does not read: such requests count as unknown.)
+    /// The peer's IP address (port ignored), from tonic's `TcpConnectInfo` in the request
+    /// extensions. Behind a proxy every request has the proxy's address; use
+    /// [`ClientKey::ForwardedFor`] there. (A server that accepts connections itself, under TLS
+    /// say, puts a `TcpConnectInfo` in the extensions for this.)
     ///
     /// For both IP keys, IPv4-mapped IPv6 addresses count as their IPv4 address, and
     /// other IPv6 addresses are keyed by their /64 prefix, since one host usually holds
@@ -23,13 +23,25 @@ pub enum ClientKey {
     /// Only meaningful if the value is authenticated or at least not worth forging.
     /// Values are kept as a keyed 64-bit hash, so long values cost no extra memory.
     Metadata(http::HeaderName),
-    /// The first address in `x-forwarded-for` (a port, if present, is ignored).
-    ///
-    /// Clients can write this header freely, so only configure it when a trusted proxy
-    /// in front of the service *replaces* it. A proxy that appends its peer to whatever
-    /// the client sent leaves a client-chosen first entry, which defeats the limit.
-    ForwardedFor,
+    /// The address a trusted proxy wrote into `x-forwarded-for` (a port, if present, is
+    /// ignored): proxies append the address they received the request from, so the entry
+    /// `trusted_hops` from the right was written by the outermost trusted proxy. Entries
+    /// further left were written by the client and are never used (they would let a client
+    /// pick a fresh bucket for every request). A header with fewer entries than
+    /// `trusted_hops` did not pass the proxies: its requests count as unknown.
+    ForwardedFor {
+        /// Trusted proxies in front of the service (at least 1).
+        trusted_hops: usize,
+    },
+    /// The caller an authentication layer in front of the limiter established: the
+    /// [`ClientIdentity`] in the request extensions.
+    Identity,
 }
+
+/// Who a request comes from, as established by an authentication layer in front of the rate
+/// limiter (which inserts it into the request extensions); read by [`ClientKey::Identity`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientIdentity(pub std::sync::Arc<str>);
 
 /// How requests are limited; see [`RateLimitLayer`](super::RateLimitLayer).
 #[derive(Debug, Clone)]

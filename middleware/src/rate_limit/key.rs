@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use http::HeaderValue;
 use tonic::transport::server::TcpConnectInfo;
 
-use super::ClientKey;
+use super::{ClientIdentity, ClientKey};
 
 /// The identity a per-client bucket is kept under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,21 +50,31 @@ impl Identify {
                 .get(name)
                 .filter(|v| !v.is_empty())
                 .map(|v| ClientId::Header(self.hasher.hash_one(v.as_bytes()))),
-            ClientKey::ForwardedFor => req
+            ClientKey::ForwardedFor { trusted_hops } => req
                 .headers()
                 .get("x-forwarded-for")
-                .and_then(first_forwarded)
+                .and_then(|value| forwarded_by_proxy(value, *trusted_hops))
                 .map(|ip| ClientId::Ip(normalize(ip))),
+            ClientKey::Identity => req
+                .extensions()
+                .get::<ClientIdentity>()
+                .map(|who| ClientId::Header(self.hasher.hash_one(who.0.as_bytes()))),
         }
     }
 }
 
-/// The first (client-most) address of an `x-forwarded-for` value, with or without port.
-fn first_forwarded(value: &HeaderValue) -> Option<IpAddr> {
-    let first = value.to_str().ok()?.split(',').next()?.trim();
-    first
+/// The address `trusted_hops` entries from the right of an `x-forwarded-for` value (the one
+/// the outermost trusted proxy wrote), with or without port.
+fn forwarded_by_proxy(value: &HeaderValue, trusted_hops: usize) -> Option<IpAddr> {
+    let entry = value
+        .to_str()
+        .ok()?
+        .rsplit(',')
+        .nth(trusted_hops.checked_sub(1)?)?
+        .trim();
+    entry
         .parse::<IpAddr>()
-        .or_else(|_| first.parse::<SocketAddr>().map(|s| s.ip()))
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
         .ok()
 }
 
@@ -159,23 +169,53 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_takes_the_first_address() {
-        let key = Identify::new(ClientKey::ForwardedFor);
+    fn forwarded_for_takes_what_the_trusted_proxy_wrote() {
+        let one = Identify::new(ClientKey::ForwardedFor { trusted_hops: 1 });
+        let two = Identify::new(ClientKey::ForwardedFor { trusted_hops: 2 });
         let cases = [
-            ("203.0.113.7, 10.0.0.1", ip("203.0.113.7")),
-            (" 203.0.113.7:443 ,10.0.0.1", ip("203.0.113.7")),
-            ("[2001:db8::1]:443", ip("2001:db8::")),
-            ("2001:db8::1", ip("2001:db8::")),
-            ("unknown, 10.0.0.1", None),
-            ("", None),
+            // A client-written first entry is never used.
+            (
+                "198.51.100.99, 203.0.113.7",
+                ip("203.0.113.7"),
+                ip("198.51.100.99"),
+            ),
+            (
+                "forged, 203.0.113.7:443 ,10.0.0.1",
+                ip("10.0.0.1"),
+                ip("203.0.113.7"),
+            ),
+            ("[2001:db8::1]:443", ip("2001:db8::"), None),
+            ("2001:db8::1", ip("2001:db8::"), None),
+            ("10.0.0.1, unknown", None, ip("10.0.0.1")),
+            ("", None, None),
         ];
-        for (value, expected) in cases {
+        for (value, by_one, by_two) in cases {
             let req = req_with(|r| {
                 r.headers_mut()
                     .insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
             });
-            assert_eq!(key.client_of(&req), expected, "{value:?}");
+            assert_eq!(one.client_of(&req), by_one, "{value:?}, one hop");
+            assert_eq!(two.client_of(&req), by_two, "{value:?}, two hops");
         }
+        assert_eq!(one.client_of(&http::Request::new(())), None);
+    }
+
+    #[test]
+    fn identity_uses_the_authenticated_caller() {
+        let key = Identify::new(ClientKey::Identity);
+        let as_caller = |name: &str| {
+            req_with(|r| {
+                r.extensions_mut().insert(ClientIdentity(name.into()));
+            })
+        };
+        assert_eq!(
+            key.client_of(&as_caller("gateway")),
+            key.client_of(&as_caller("gateway"))
+        );
+        assert_ne!(
+            key.client_of(&as_caller("gateway")),
+            key.client_of(&as_caller("ops"))
+        );
         assert_eq!(key.client_of(&http::Request::new(())), None);
     }
 }

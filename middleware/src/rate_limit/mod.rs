@@ -39,7 +39,7 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
-pub use self::config::{ClientKey, RateLimitConfig};
+pub use self::config::{ClientIdentity, ClientKey, RateLimitConfig};
 pub use self::error::{RateLimitScope, RateLimited};
 pub use self::future::ResponseFuture;
 pub use self::layer::RateLimitLayer;

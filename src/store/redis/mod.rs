@@ -19,7 +19,8 @@ use std::{
 use bb8_redis::{
     RedisConnectionManager,
     redis::{
-        self, Client, ErrorKind, RedisError, RedisResult, ServerErrorKind,
+        self, Client, ClientTlsConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo,
+        RedisConnectionInfo, RedisError, RedisResult, ServerErrorKind, TlsCertificates,
         aio::{ConnectionManager, ConnectionManagerConfig},
     },
 };
@@ -88,12 +89,11 @@ impl RedisStore {
     /// down, answers INTERNAL until it is up, and reconnects by itself.
     pub fn connect(config: &RedisConfig, task_ttl: Duration) -> Result<Self, StoreError> {
         let addr = format!("{}:{}", config.host, config.port);
-        let info = (config.host.clone(), config.port);
         let unreachable = |e: RedisError| StoreError::Unreachable {
             addr: addr.clone(),
             reason: e.to_string(),
         };
-        let client = Client::open(info.clone()).map_err(unreachable)?;
+        let client = client(config).map_err(unreachable)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -106,6 +106,8 @@ impl RedisStore {
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(unreachable)?;
+        // The pool connects with the same address, credentials, database and TLS settings.
+        let info = client.get_connection_info().clone();
         let pool = bb8::Pool::builder()
             .max_size(config.pool_size)
             .min_idle(None)
@@ -364,6 +366,60 @@ impl RedisStore {
             .await?;
         Ok(status.as_deref().map(RawStatus::parse))
     }
+}
+
+/// A client for `config`: its address, ACL user and password, database, and TLS (with the CA
+/// and client certificate files given).
+fn client(config: &RedisConfig) -> RedisResult<Client> {
+    let addr = match &config.tls {
+        None => ConnectionAddr::Tcp(config.host.clone(), config.port),
+        Some(_) => ConnectionAddr::TcpTls {
+            host: config.host.clone(),
+            port: config.port,
+            insecure: false,
+            tls_params: None,
+        },
+    };
+    let mut settings = RedisConnectionInfo::default().set_db(config.db);
+    if let Some(password) = &config.password {
+        settings = settings.set_password(password.expose());
+    }
+    if let Some(username) = &config.username {
+        settings = settings.set_username(username);
+    }
+    let info = (config.host.as_str(), config.port)
+        .into_connection_info()?
+        .set_addr(addr)
+        .set_redis_settings(settings);
+    let Some(tls) = &config.tls else {
+        return Client::open(info);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "cannot read a TLS file",
+                format!("{}: {e}", path.display()),
+            ))
+        })
+    };
+    let client_tls = match &tls.client {
+        Some((cert, key)) => Some(ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        None => None,
+    };
+    let root_cert = tls.ca.as_deref().map(read).transpose()?;
+    // One crypto provider for the process (ring, as the servers use).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
 }
 
 /// Whether Redis answered that it does not know a script (its cache is empty after a restart).

@@ -1,12 +1,13 @@
 //! `taskctl`: a small client of the Task service, for people and scripts.
 
+mod connect;
+
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use task_service::proto::task::{
-    CreateTaskRequest, GetTaskStatusRequest, GetTaskStatusResponse, task_client::TaskClient,
-};
-use tonic::{Code, Status, transport::Channel};
+use connect::{Client, Connection};
+use task_service::proto::task::{CreateTaskRequest, GetTaskStatusRequest, GetTaskStatusResponse};
+use tonic::{Code, Status};
 
 /// Creates tasks and reads their status.
 ///
@@ -15,9 +16,8 @@ use tonic::{Code, Status, transport::Channel};
 #[derive(Debug, Parser)]
 #[command(name = "taskctl", version)]
 struct Cli {
-    /// The Task service's address.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:50050")]
-    addr: String,
+    #[command(flatten)]
+    connection: Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,17 +45,10 @@ enum Command {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut client = match Channel::from_shared(cli.addr.clone()) {
-        Ok(endpoint) => TaskClient::new(
-            endpoint
-                .connect_timeout(Duration::from_secs(5))
-                .connect_lazy(),
-        ),
+    let mut client = match cli.connection.client() {
+        Ok(client) => client,
         Err(e) => {
-            eprintln!(
-                "taskctl: --addr {:?} is not a valid URL ({e}); use the form http://host:port",
-                cli.addr
-            );
+            eprintln!("taskctl: {e}");
             return ExitCode::from(2);
         }
     };
@@ -77,13 +70,13 @@ async fn main() -> ExitCode {
         },
     };
     outcome.unwrap_or_else(|status| {
-        eprintln!("taskctl: {}", explain(&status, &cli.addr));
+        eprintln!("taskctl: {}", explain(&status, &cli.connection.addr));
         ExitCode::FAILURE
     })
 }
 
 async fn create(
-    client: &mut TaskClient<Channel>,
+    client: &mut Client,
     original_file_key: String,
     wait: bool,
     timeout: Duration,
@@ -150,7 +143,14 @@ fn explain(status: &Status, addr: &str) -> String {
         Code::InvalidArgument => format!("the request was rejected: {message}"),
         Code::NotFound => format!("not found: {message}"),
         Code::Internal => format!("the task service failed (is its Redis up?): {message}"),
-        Code::Unavailable => format!("cannot reach the task service at {addr}: {message}"),
+        Code::Unavailable => format!(
+            "cannot reach the task service at {addr} (is it running there? does it speak TLS, \
+             needing --tls-ca-file?): {message}"
+        ),
+        Code::Unauthenticated => format!(
+            "the service wants credentials (set TASKCTL_TOKEN, or a client certificate): {message}"
+        ),
+        Code::PermissionDenied => format!("this caller may not do that: {message}"),
         Code::DeadlineExceeded => format!("the task service did not answer in time: {message}"),
         Code::ResourceExhausted => {
             let retry = status
