@@ -150,6 +150,7 @@ pub async fn serve_with<T: Task>(
         listeners.metrics,
         ListenerLimits {
             max_connections: config.transport.metrics_max_connections,
+            max_connections_per_peer: config.transport.metrics_max_connections,
             preface_timeout: config.transport.metrics_header_timeout,
             lifetime: Lifetime {
                 idle_timeout: METRICS_IDLE_TIMEOUT,

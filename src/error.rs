@@ -237,6 +237,36 @@ mod tests {
         let shed: BoxError = Box::new(Overloaded::new());
         assert_eq!(status_for(&shed).code(), Code::Unavailable);
 
+        let slow: BoxError = Box::new(RequestBodyTimedOut {
+            limit: Duration::from_secs(2),
+        });
+        let status = status_for(&slow);
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(
+            status.message().contains("TASK_REQUEST_BODY_TIMEOUT"),
+            "{}",
+            status.message()
+        );
+
+        let busy: BoxError = Box::new(ConnectionBusy { limit: 64 });
+        assert_eq!(status_for(&busy).code(), Code::ResourceExhausted);
+
+        let anonymous: BoxError = Box::new(AuthError::NoCredentials);
+        assert_eq!(status_for(&anonymous).code(), Code::Unauthenticated);
+        let small: BoxError = Box::new(AuthError::Scope {
+            method: "task.Task/CancelTask".into(),
+            needed: "admin",
+            caller: "gateway".into(),
+            has: "write",
+        });
+        let status = status_for(&small);
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert!(
+            status.message().contains("admin scope"),
+            "{}",
+            status.message()
+        );
+
         let other: BoxError = "boom".into();
         assert_eq!(status_for(&other).code(), Code::Internal);
     }

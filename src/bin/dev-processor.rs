@@ -121,6 +121,9 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| cli.listen.to_string(), |a| a.to_string());
     let t = &config.transport;
     let incoming = transport::accept(
         listener,
@@ -131,6 +134,7 @@ async fn run(cli: Cli) -> ExitCode {
                 idle_timeout: t.idle_timeout,
                 hard_age_limit: t.max_connection_age + t.max_connection_age_grace,
             },
+            max_connections_per_peer: t.max_connections_per_peer,
             http2_only: true,
         },
         tls.as_ref().map(ReloadingTls::acceptor),
@@ -141,7 +145,7 @@ async fn run(cli: Cli) -> ExitCode {
         tokio::spawn(tls.follow_files(t.tls_reload_interval, shutdown.clone()));
     }
     tokio::spawn(app::cancel_on_signal(shutdown.clone()));
-    tracing::info!(listen = %cli.listen, tls = tls.is_some(), redis = %format!("{}:{}", config.redis.host, config.redis.port), "dev-processor (reference Processor) listening");
+    tracing::info!(addr = %bound, tls = tls.is_some(), redis = %format!("{}:{}", config.redis.host, config.redis.port), "dev-processor (reference Processor) listening");
     let served = tonic::transport::Server::builder()
         .max_concurrent_streams(t.max_concurrent_streams)
         // A span per call, joined to the dispatcher's trace by its traceparent.

@@ -11,6 +11,8 @@ use crate::transport::TlsFiles;
 pub struct TransportConfig {
     /// Connections the gRPC server keeps open at once, at most.
     pub max_connections: usize,
+    /// Connections one peer address may keep open at once.
+    pub max_connections_per_peer: usize,
     /// Time for a new connection's TLS handshake and HTTP/2 preface.
     pub preface_timeout: Duration,
     /// Time a connection stays open with no request in flight.
@@ -62,6 +64,7 @@ impl TransportConfig {
         };
         Ok(Self {
             max_connections: v.positive(vars::MAX_CONNECTIONS, 4096)?,
+            max_connections_per_peer: v.positive(vars::MAX_CONNECTIONS_PER_PEER, 256)?,
             preface_timeout: v
                 .duration(vars::CONNECTION_PREFACE_TIMEOUT, Duration::from_secs(10))?,
             idle_timeout: v.duration(vars::CONNECTION_IDLE_TIMEOUT, Duration::from_secs(300))?,

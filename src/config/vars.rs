@@ -164,3 +164,5 @@ pub const REDIS_TLS_CA_FILE: &str = "REDIS_TLS_CA_FILE";
 pub const REDIS_TLS_CERT_FILE: &str = "REDIS_TLS_CERT_FILE";
 /// Its private key (PEM).
 pub const REDIS_TLS_KEY_FILE: &str = "REDIS_TLS_KEY_FILE";
+/// Connections one peer address may keep open at once.
+pub const MAX_CONNECTIONS_PER_PEER: &str = "TASK_MAX_CONNECTIONS_PER_PEER";

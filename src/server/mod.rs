@@ -104,6 +104,7 @@ pub async fn run<T: Task>(
                 idle_timeout: t.idle_timeout,
                 hard_age_limit: t.max_connection_age + t.max_connection_age_grace,
             },
+            max_connections_per_peer: t.max_connections_per_peer,
             http2_only: true,
         },
         serve.tls.as_ref().map(ReloadingTls::acceptor),

@@ -67,17 +67,19 @@ where
     type Error = BoxError;
     type Future = BoxFuture<'static, Result<S::Response, BoxError>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Ready at once: the layers below (the load shedder takes its slot when polled ready)
+        // are asked only once the body is in, by the call's own future.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<TonicBody>) -> Self::Future {
-        // The service that was polled ready answers this call; a clone waits for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = self.inner.clone();
         if !request.uri().path().starts_with(self.config.prefix) {
-            let answer = inner.call(request);
-            return Box::pin(async move { answer.await.map_err(Into::into) });
+            return Box::pin(async move {
+                inner.ready().await.map_err(Into::into)?;
+                inner.call(request).await.map_err(Into::into)
+            });
         }
         let config = self.config;
         Box::pin(async move {

@@ -19,7 +19,6 @@ use bytes::{Buf, Bytes};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
-    sync::OwnedSemaphorePermit,
     time::{Instant, Sleep},
 };
 use tokio_rustls::server::TlsStream;
@@ -65,7 +64,7 @@ pub struct Conn {
     lifetime: Lifetime,
     idle_check: Pin<Box<Sleep>>,
     end_of_life: Pin<Box<Sleep>>,
-    _slot: OwnedSemaphorePermit,
+    _slot: super::listener::Slot,
 }
 
 impl Conn {
@@ -75,7 +74,7 @@ impl Conn {
         replay: Bytes,
         info: PeerInfo,
         lifetime: Lifetime,
-        slot: OwnedSemaphorePermit,
+        slot: super::listener::Slot,
     ) -> Self {
         Self::new(Io::Plain(stream), replay, info, lifetime, slot)
     }
@@ -86,7 +85,7 @@ impl Conn {
         replay: Bytes,
         info: PeerInfo,
         lifetime: Lifetime,
-        slot: OwnedSemaphorePermit,
+        slot: super::listener::Slot,
     ) -> Self {
         Self::new(Io::Tls(Box::new(stream)), replay, info, lifetime, slot)
     }
@@ -96,7 +95,7 @@ impl Conn {
         replay: Bytes,
         info: PeerInfo,
         lifetime: Lifetime,
-        slot: OwnedSemaphorePermit,
+        slot: super::listener::Slot,
     ) -> Self {
         Self {
             io,

@@ -5,9 +5,10 @@
 //! own, so that a slow peer holds up nobody else. What passes is handed on as a [`Conn`].
 
 use std::{
+    collections::HashMap,
     io,
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicUsize},
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, atomic::AtomicUsize},
     time::Duration,
 };
 
@@ -37,6 +38,8 @@ const HANDOFF_QUEUE: usize = 64;
 pub struct ListenerLimits {
     /// Connections open at once, at most.
     pub max_connections: usize,
+    /// Connections open at once from one peer address, at most.
+    pub max_connections_per_peer: usize,
     /// Time for the TLS handshake and the HTTP/2 preface.
     pub preface_timeout: Duration,
     /// When an open connection closes by itself.
@@ -74,6 +77,8 @@ async fn accept_loop(
     let local = listener.local_addr().ok();
     let mut backoff = Backoff::default();
     let mut at_cap = Throttle::per_minute();
+    let mut peer_at_cap = Throttle::per_minute();
+    let peers = Peers::new(limits.max_connections_per_peer);
     let mut failing = Throttle::per_minute();
     loop {
         let accepted = tokio::select! {
@@ -99,6 +104,14 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(peer_slot) = peers.take(remote.ip()) else {
+            stats.refused.inc();
+            if let Some(suppressed) = peer_at_cap.allow() {
+                tracing::warn!(addr = ?local, peer = %remote.ip(), limit = limits.max_connections_per_peer, suppressed, "a peer reached its connection cap: closing its new connections (TASK_MAX_CONNECTIONS_PER_PEER)");
+            }
+            drop(stream);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             stats.refused.inc();
             if let Some(suppressed) = at_cap.allow() {
@@ -111,7 +124,10 @@ async fn accept_loop(
         let handshake = handshake(
             stream,
             remote,
-            slot,
+            Slot {
+                _server: slot,
+                _peer: peer_slot,
+            },
             limits.clone(),
             tls.clone(),
             stats.clone(),
@@ -129,7 +145,7 @@ async fn accept_loop(
 async fn handshake(
     stream: TcpStream,
     remote: SocketAddr,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     limits: ListenerLimits,
     tls: Option<TlsAcceptor>,
     stats: Arc<ConnectionStats>,
@@ -211,6 +227,63 @@ fn runs_out_of_resources(e: &io::Error) -> bool {
     })
 }
 
+/// A connection's places under the server-wide cap and under its peer's.
+#[derive(Debug)]
+pub struct Slot {
+    _server: OwnedSemaphorePermit,
+    _peer: PeerSlot,
+}
+
+/// Connections open per peer address.
+#[derive(Clone, Debug)]
+struct Peers {
+    limit: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Peers {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Arc::default(),
+        }
+    }
+
+    /// A place for one more connection from `ip`, if it has one left.
+    fn take(&self, ip: IpAddr) -> Option<PeerSlot> {
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection counted for its peer until dropped.
+#[derive(Debug)]
+struct PeerSlot {
+    peers: Peers,
+    ip: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Doubling waits from 10 ms to 1 s.
 #[derive(Debug)]
 struct Backoff(Duration);
@@ -226,5 +299,51 @@ impl Backoff {
         let wait = self.0;
         self.0 = (self.0 * 2).min(Duration::from_secs(1));
         wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_10_ms_to_1_s() {
+        let mut backoff = Backoff::default();
+        let waits: Vec<u64> = (0..9).map(|_| backoff.next().as_millis() as u64).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+    }
+
+    #[test]
+    fn running_out_of_descriptors_backs_off_and_other_errors_do_not() {
+        for code in [
+            rustix::io::Errno::MFILE,
+            rustix::io::Errno::NFILE,
+            rustix::io::Errno::NOMEM,
+        ] {
+            assert!(runs_out_of_resources(&io::Error::from_raw_os_error(
+                code.raw_os_error()
+            )));
+        }
+        let aborted = io::Error::from_raw_os_error(rustix::io::Errno::CONNABORTED.raw_os_error());
+        assert!(!runs_out_of_resources(&aborted));
+    }
+
+    #[test]
+    fn a_peer_gets_its_share_and_gets_it_back() {
+        let peers = Peers::new(2);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let first = peers.take(ip).unwrap();
+        let _second = peers.take(ip).unwrap();
+        assert!(peers.take(ip).is_none(), "the third connection of one peer");
+        assert!(peers.take(other).is_some(), "another peer is not affected");
+        drop(first);
+        let again = peers.take(ip);
+        assert!(again.is_some(), "a closed connection gives its place back");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert!(
+            peers.take(mapped).is_none(),
+            "IPv4-mapped addresses count as the IPv4 peer"
+        );
     }
 }

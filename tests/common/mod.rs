@@ -8,8 +8,10 @@ pub mod chaos;
 pub mod fake_processor;
 pub mod metrics;
 pub mod raw_grpc;
+pub mod raw_h2;
 pub mod redis;
 pub mod service;
+pub mod tls;
 
 use std::{future::Future, time::Duration};
 

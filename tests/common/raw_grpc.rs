@@ -64,6 +64,8 @@ pub struct Answer {
     pub place: &'static str,
     /// The response body (framed messages).
     pub data: Vec<u8>,
+    /// The response's headers.
+    pub headers: http::HeaderMap,
 }
 
 /// `grpc-message` is percent-encoded.
@@ -104,11 +106,11 @@ pub fn status_of(map: &http::HeaderMap) -> Option<(Code, String)> {
 
 /// Sends one request and reads the whole answer; an `Err` is a protocol failure (reset stream,
 /// connection error, not HTTP 200, no `grpc-status`).
-pub async fn exchange(
+pub async fn exchange<V: AsRef<[u8]>>(
     sender: &mut http2::SendRequest<Raw>,
     addr: SocketAddr,
     path: &str,
-    headers: &[(&str, &str)],
+    headers: &[(&str, V)],
     chunks: &[Vec<u8>],
 ) -> Result<Answer, String> {
     sender
@@ -121,7 +123,10 @@ pub async fn exchange(
         .header("content-type", "application/grpc")
         .header("te", "trailers");
     for (name, value) in headers {
-        request = request.header(*name, *value);
+        request = request.header(
+            *name,
+            http::HeaderValue::from_bytes(value.as_ref()).expect("a header value"),
+        );
     }
     let body = Raw(chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect());
     let response = sender
@@ -171,6 +176,7 @@ pub async fn exchange(
         message: status.1,
         place,
         data,
+        headers: parts.headers,
     })
 }
 

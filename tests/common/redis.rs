@@ -20,40 +20,79 @@ pub struct TestRedis {
     container: ContainerAsync<Redis>,
     /// The host port it answers on.
     pub port: u16,
+    /// The host port of its TLS listener, if it has one.
+    pub tls_port: Option<u16>,
+}
+
+/// The container's port for TLS.
+const TLS_PORT: u16 = 6380;
+
+/// How a test's Redis differs from the default one.
+#[derive(Clone, Debug, Default)]
+pub struct RedisOptions {
+    /// Extra `redis-server` arguments.
+    pub args: Vec<String>,
+    /// Files copied into the container: path and contents.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Whether it also listens for TLS (on [`TestRedis::tls_port`]).
+    pub tls: bool,
 }
 
 impl TestRedis {
     /// Starts one.
     pub async fn start() -> Self {
+        Self::start_with(RedisOptions::default()).await
+    }
+
+    /// Starts one with extra server arguments, files copied in, and a TLS port.
+    pub async fn start_with(options: RedisOptions) -> Self {
         let image =
             std::env::var("TASK_TEST_REDIS_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_owned());
         let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
+        let mut args: Vec<String> = [
+            "redis-server",
+            "--bind",
+            "0.0.0.0",
+            "--protected-mode",
+            "no",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            "/tmp",
+        ]
+        .map(str::to_owned)
+        .into();
+        if options.tls {
+            args.extend(["--tls-port".to_owned(), TLS_PORT.to_string()]);
+        }
+        args.extend(options.args.iter().cloned());
         // The port is free when picked but may be taken before Docker binds it (by a parallel
         // test): then Docker refuses it, and another is tried.
         let mut tries = 0;
         loop {
             let port = free_port();
-            let started = Redis::default()
+            let tls_port = options.tls.then(free_port);
+            let mut request = Redis::default()
                 .with_name(name)
                 .with_tag(tag)
-                .with_cmd([
-                    "redis-server",
-                    "--bind",
-                    "0.0.0.0",
-                    "--protected-mode",
-                    "no",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--dir",
-                    "/tmp",
-                ])
-                .with_mapped_port(port, 6379.tcp())
-                .start()
-                .await;
-            match started {
-                Ok(container) => return Self { container, port },
+                .with_cmd(args.clone())
+                .with_mapped_port(port, 6379.tcp());
+            if let Some(tls_port) = tls_port {
+                request = request.with_mapped_port(tls_port, TLS_PORT.tcp());
+            }
+            for (path, bytes) in &options.files {
+                request = request.with_copy_to(path.clone(), bytes.clone());
+            }
+            match request.start().await {
+                Ok(container) => {
+                    return Self {
+                        container,
+                        port,
+                        tls_port,
+                    };
+                }
                 Err(e) if tries < 5 && e.to_string().contains("already") => tries += 1,
                 Err(e) => panic!(
                     "cannot start the Redis container from image {image} (is Docker running? set \

@@ -148,15 +148,13 @@ pub async fn client(addr: SocketAddr) -> TaskClient<Channel> {
     TaskClient::new(channel)
 }
 
-/// The `task-service` binary running as a child process. Its log lines (JSON) are kept, and
-/// printed if the test fails.
+/// The `task-service` binary running as a child process.
 pub struct ServiceProcess {
     /// Where it listens.
     pub addr: SocketAddr,
     /// Where its Prometheus endpoint listens.
     pub metrics_addr: SocketAddr,
-    child: Child,
-    output: Output,
+    child: CapturedChild,
 }
 
 impl ServiceProcess {
@@ -168,36 +166,98 @@ impl ServiceProcess {
 
     /// [`ServiceProcess::start`] on a given port (to come back where clients look for it).
     pub async fn start_on(vars: &[(String, String)], port: u16) -> Self {
+        Self::start_with(vars, port, |_| {}).await
+    }
+
+    /// [`ServiceProcess::start_on`], with `adjust` given the command before it runs.
+    pub async fn start_with(
+        vars: &[(String, String)],
+        port: u16,
+        adjust: impl FnOnce(&mut tokio::process::Command),
+    ) -> Self {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_task-service"));
         command
             .env_clear()
             .envs(fast_settings())
             .envs(vars.iter().cloned())
             .env("TASK_GRPC_HOST", "127.0.0.1")
-            .env("TASK_GRPC_PORT", port.to_string())
+            .env("TASK_GRPC_PORT", port.to_string());
+        adjust(&mut command);
+        let child =
+            CapturedChild::spawn(command, &["task service listening", "metrics at /metrics"]).await;
+        Self {
+            addr: child.announced["task service listening"],
+            metrics_addr: child.announced["metrics at /metrics"],
+            child,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.exited()
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub async fn kill(self) {
+        self.child.kill().await;
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub async fn terminate(self) -> std::process::ExitStatus {
+        self.child.terminate().await
+    }
+
+    /// Every line it wrote so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.child.lines()
+    }
+}
+
+/// One of our binaries as a child process: its log lines (JSON) kept and printed if the test
+/// fails, and the addresses its start-up lines announce.
+pub struct CapturedChild {
+    child: Child,
+    output: Output,
+    /// The `addr` of each awaited start-up line, by message.
+    pub announced: HashMap<String, SocketAddr>,
+}
+
+impl CapturedChild {
+    /// Spawns `command` (JSON logs; `RUST_LOG` passed on) and waits until it has logged each of
+    /// `ready`, lines whose `addr` field says where it listens.
+    pub async fn spawn(mut command: tokio::process::Command, ready: &[&str]) -> Self {
+        let log_filter_set = command
+            .as_std()
+            .get_envs()
+            .any(|(key, value)| key == "RUST_LOG" && value.is_some());
+        // The binary's own default filter unless the test (or its runner) names one.
+        if let (false, Ok(filter)) = (log_filter_set, std::env::var("RUST_LOG")) {
+            command.env("RUST_LOG", filter);
+        }
+        command
             .env("TASK_LOG_FORMAT", "json")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,task_service::app=info".into()),
-            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = command.spawn().expect("the task-service binary runs");
-        let output = Output::default();
+        let mut child = command.spawn().expect("the binary runs");
+        let output = Output::new(ready);
         output.follow(child.stdout.take().unwrap());
         output.follow(child.stderr.take().unwrap());
-        let listening = tokio::time::timeout(Duration::from_secs(20), output.addresses()).await;
-        let Ok(Some((addr, metrics_addr))) = listening else {
+        let announced = tokio::time::timeout(Duration::from_secs(20), output.announced()).await;
+        let Ok(announced) = announced else {
             output.print();
-            panic!("task-service did not start listening");
+            panic!("the process did not announce {ready:?}");
         };
         Self {
-            addr,
-            metrics_addr,
             child,
             output,
+            announced,
         }
     }
 
@@ -213,7 +273,7 @@ impl ServiceProcess {
             .expect("the child's status is readable")
     }
 
-    /// SIGKILL: the process gets no chance to clean up.
+    /// SIGKILL.
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }
@@ -223,7 +283,7 @@ impl ServiceProcess {
         signal(self.pid(), "TERM").await;
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
-            .expect("task-service exits after SIGTERM")
+            .expect("the process exits after SIGTERM")
             .unwrap()
     }
 
@@ -233,7 +293,7 @@ impl ServiceProcess {
     }
 }
 
-impl Drop for ServiceProcess {
+impl Drop for CapturedChild {
     fn drop(&mut self) {
         if std::thread::panicking() {
             self.output.print();
@@ -253,13 +313,22 @@ pub async fn signal(pid: u32, name: &str) {
 }
 
 /// A child's output lines, and the addresses its start-up lines announce.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Output {
     lines: Arc<Mutex<Vec<String>>>,
-    listening: Arc<watch::Sender<(Option<SocketAddr>, Option<SocketAddr>)>>,
+    awaited: Arc<Vec<String>>,
+    announced: Arc<watch::Sender<HashMap<String, SocketAddr>>>,
 }
 
 impl Output {
+    fn new(awaited: &[&str]) -> Self {
+        Self {
+            lines: Arc::default(),
+            awaited: Arc::new(awaited.iter().map(|m| (*m).to_owned()).collect()),
+            announced: Arc::new(watch::Sender::new(HashMap::new())),
+        }
+    }
+
     /// Reads `stream` line by line in the background.
     fn follow(&self, stream: impl AsyncRead + Unpin + Send + 'static) {
         let this = self.clone();
@@ -272,37 +341,43 @@ impl Output {
         });
     }
 
-    /// Picks the listening addresses out of the service's JSON start-up lines.
+    /// Picks the addresses out of the awaited JSON start-up lines.
     fn saw(&self, line: &str) {
         let Ok(json) = serde_json::from_str::<serde_json::Value>(line) else {
             return;
         };
         let fields = &json["fields"];
-        let addr = fields["addr"].as_str().and_then(|a| a.parse().ok());
-        match fields["message"].as_str() {
-            Some("task service listening") => self.listening.send_modify(|l| l.0 = addr),
-            Some("metrics at /metrics") => self.listening.send_modify(|l| l.1 = addr),
-            _ => {}
+        let (Some(message), Some(addr)) = (
+            fields["message"].as_str(),
+            fields["addr"].as_str().and_then(|a| a.parse().ok()),
+        ) else {
+            return;
+        };
+        if self.awaited.iter().any(|m| m == message) {
+            self.announced.send_modify(|known| {
+                known.insert(message.to_owned(), addr);
+            });
         }
     }
 
-    /// Waits until both addresses are known; `None` if the process ended first.
-    async fn addresses(&self) -> Option<(SocketAddr, SocketAddr)> {
-        let mut listening = self.listening.subscribe();
-        let known = listening
-            .wait_for(|(grpc, metrics)| grpc.is_some() && metrics.is_some())
+    /// Waits until every awaited line was seen.
+    async fn announced(&self) -> HashMap<String, SocketAddr> {
+        let mut known = self.announced.subscribe();
+        let awaited = self.awaited.len();
+        known
+            .wait_for(|known| known.len() == awaited)
             .await
-            .ok()?;
-        Some((known.0?, known.1?))
+            .expect("the sender lives in self")
+            .clone()
     }
 
     /// Prints what the process wrote (a failing test shows it).
     fn print(&self) {
         let lines = self.lines.lock().unwrap();
-        eprintln!("--- task-service output ({} lines) ---", lines.len());
+        eprintln!("--- process output ({} lines) ---", lines.len());
         for line in lines.iter() {
             eprintln!("{line}");
         }
-        eprintln!("--- end of task-service output ---");
+        eprintln!("--- end of process output ---");
     }
 }
