@@ -284,6 +284,7 @@ async fn idle_connections_are_capped_and_closed() {
     ])
     .await;
     let addr = target.service.addr;
+    raise_fd_limit();
     let mut idle = Vec::new();
     for i in 0..10_000 {
         let Ok(mut stream) = TcpStream::connect(addr).await else {
@@ -381,6 +382,14 @@ async fn connections_up_to_the_fd_limit_neither_spin_nor_starve_others() {
         lines.iter().any(|l| l.contains("file-descriptor limit")),
         "the lowered cap is said at start"
     );
+}
+
+/// Lets this process open as many files as its hard limit allows (10,000 client sockets).
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    limit.current = limit.maximum;
+    setrlimit(Resource::Nofile, limit).expect("the soft fd limit can be raised to the hard one");
 }
 
 /// The CPU time (user + system, in clock ticks) of a process.
