@@ -13,10 +13,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::TaskApi,
+    api::{ApiParts, TaskApi},
     auth::Authenticator,
     config::Config,
     dispatch::{self, Dispatcher, DispatcherParts},
+    events::Events,
     metrics::{self, Live, Metrics},
     processor::stack,
     proto::task::task_server::Task,
@@ -170,6 +171,13 @@ pub async fn serve_with<T: Task>(
             shutdown.clone(),
         ),
     );
+    let events = Events::start(
+        &store,
+        config.api.watch_notifications,
+        &supervisor,
+        shutdown.clone(),
+    )
+    .await;
     let dispatcher = Dispatcher::spawn(
         DispatcherParts {
             store: store.clone(),
@@ -179,14 +187,20 @@ pub async fn serve_with<T: Task>(
             concurrency: config.processor.concurrency,
             consumer: dispatch::consumer_name(),
             metrics: metrics.clone(),
+            events: events.clone(),
+            canceller: processor.canceller.clone(),
         },
         &supervisor,
     );
-    let api = TaskApi::new(
-        store.clone(),
-        StorageRoot::with_check(&config.storage_root, config.storage_check),
-        metrics.clone(),
-    );
+    let api = TaskApi::new(ApiParts {
+        store: store.clone(),
+        storage: StorageRoot::with_check(&config.storage_root, config.storage_check),
+        metrics: metrics.clone(),
+        events,
+        canceller: Some(processor.canceller),
+        config: config.api.clone(),
+        shutdown: shutdown.clone(),
+    });
     tracing::info!(addr = %listeners.grpc.local_addr()?, processor = %config.processor.addr, "task service listening");
     let mut transport = config.transport.clone();
     transport.max_connections = transport::under_fd_limit(transport.max_connections);

@@ -79,6 +79,7 @@ mod tests {
     fn a_valid_message_decodes() {
         let message = CreateTaskRequest {
             original_file_key: "a/original.mp4".into(),
+            request_id: "retry-1".into(),
         };
         assert_eq!(decode(&message.encode_to_vec()).unwrap(), message);
     }

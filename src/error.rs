@@ -23,6 +23,29 @@ pub enum Error {
         "no task with task_id {0} (it never existed, or it finished more than TASK_TTL_DAYS ago and expired)"
     )]
     NotFound(String),
+    /// A task seen while being watched is gone.
+    #[error("task {0} is gone: it expired (TASK_TTL_DAYS after it finished) or Redis lost it")]
+    Gone(String),
+    /// A `request_id` already stands for a task of another file.
+    #[error(
+        "request_id {request_id:?} was already used, for task {task_id} of another file; use a \
+         new request_id for a new task"
+    )]
+    RequestIdTaken {
+        /// The request id.
+        request_id: String,
+        /// The task it stands for.
+        task_id: String,
+    },
+    /// The call cannot be carried out in the task's state; the text says why.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A peer the call needs cannot be reached; the text says which and what to do.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bound the caller reached; the text names it.
+    #[error("{0}")]
+    TooMany(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -32,7 +55,11 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let code = match &error {
             Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::NotFound(_) => Code::NotFound,
+            Error::NotFound(_) | Error::Gone(_) => Code::NotFound,
+            Error::RequestIdTaken { .. } => Code::AlreadyExists,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::TooMany(_) => Code::ResourceExhausted,
             Error::Store(_) => Code::Internal,
         };
         Status::new(code, error.to_string())

@@ -12,7 +12,8 @@
 //!   [`auth`]: the callers and their scopes.
 //! - [`processor`]: the Processor client stack and the reference Processor.
 //! - [`dispatch`]: the dispatcher, its leases and the reaper.
-//! - [`metrics`]: the Prometheus figures and their endpoint.
+//! - [`metrics`]: the Prometheus figures and their endpoint; [`events`]: changes to tasks, told
+//!   to watches and deliveries.
 //! - [`server`]: the gRPC server; [`transport`]: its connections (cap, deadlines, TLS);
 //!   [`app`]: the wiring; [`supervisor`]: the background tasks' supervision; [`reload`]:
 //!   following files that change while the service runs.
@@ -29,6 +30,7 @@ pub mod codec;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod processor;
 pub mod proto;

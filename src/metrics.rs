@@ -79,6 +79,8 @@ pub enum TaskEnd {
     Stalled,
     /// A dispatch entry without a valid task id.
     Malformed,
+    /// Cancelled (CancelTask).
+    Cancelled,
 }
 
 impl TaskEnd {
@@ -92,6 +94,7 @@ impl TaskEnd {
             Self::Poisoned => "poisoned",
             Self::Stalled => "stalled",
             Self::Malformed => "malformed",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -134,6 +137,10 @@ pub struct Metrics {
     pub queue_oldest_age: Gauge<f64, AtomicU64>,
     /// Accepted tasks not yet final.
     pub watched_tasks: Gauge,
+    /// CreateTask calls answered with an earlier call's task (their request_id).
+    pub idempotent_replays: Counter,
+    /// WatchTask streams open.
+    pub watches_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -154,6 +161,8 @@ impl Default for Metrics {
             queue_pending: Gauge::default(),
             queue_oldest_age: Gauge::default(),
             watched_tasks: Gauge::default(),
+            idempotent_replays: Counter::default(),
+            watches_open: Gauge::default(),
         }
     }
 }
@@ -231,6 +240,16 @@ impl Metrics {
             "watched_tasks",
             "Accepted tasks not yet final",
             self.watched_tasks.clone(),
+        );
+        r.register(
+            "idempotent_replays",
+            "CreateTask calls answered with an earlier call's task (same request_id)",
+            self.idempotent_replays.clone(),
+        );
+        r.register(
+            "watches_open",
+            "WatchTask streams open",
+            self.watches_open.clone(),
         );
         r.register_collector(Box::new(live));
         r

@@ -263,6 +263,11 @@ pub fn now_timestamp() -> String {
     timestamp(Utc::now())
 }
 
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
 /// Reads a timestamp written by anyone (any RFC 3339 form).
 pub fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(raw)

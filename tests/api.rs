@@ -184,6 +184,7 @@ async fn every_bad_input_is_invalid_argument_and_nothing_is_written() {
         let error = client
             .create_task(CreateTaskRequest {
                 original_file_key: key.into(),
+                request_id: String::new(),
             })
             .await
             .unwrap_err();
@@ -257,6 +258,7 @@ async fn while_redis_is_down_calls_fail_internal_within_the_bound_and_recover_af
             let error = client
                 .create_task(CreateTaskRequest {
                     original_file_key: "a.mp4".into(),
+                    request_id: String::new(),
                 })
                 .await
                 .unwrap_err();
@@ -296,6 +298,7 @@ async fn while_redis_is_down_calls_fail_internal_within_the_bound_and_recover_af
                 client
                     .create_task(CreateTaskRequest {
                         original_file_key: "a.mp4".into(),
+                        request_id: String::new(),
                     })
                     .await
                     .ok()

@@ -346,6 +346,7 @@ async fn a_redis_restart_mid_run_loses_no_accepted_task() {
                 match client
                     .create_task(CreateTaskRequest {
                         original_file_key: "a.mp4".into(),
+                        request_id: String::new(),
                     })
                     .await
                 {
@@ -460,6 +461,7 @@ async fn the_callers_trace_context_reaches_the_processor() {
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let mut request = tonic::Request::new(CreateTaskRequest {
         original_file_key: "a.mp4".into(),
+        request_id: String::new(),
     });
     request
         .metadata_mut()

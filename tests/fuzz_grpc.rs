@@ -155,6 +155,7 @@ impl Fuzz {
         if path == CREATE {
             CreateTaskRequest {
                 original_file_key: text.to_owned(),
+                request_id: String::new(),
             }
             .encode_to_vec()
         } else {
@@ -751,6 +752,7 @@ async fn grpc_surface_answers_every_input_with_a_proper_status() {
     let created = client
         .create_task(CreateTaskRequest {
             original_file_key: "fuzz/after/original.mp4".into(),
+            request_id: String::new(),
         })
         .await
         .expect("a normal CreateTask after the fuzzing")

@@ -491,6 +491,7 @@ async fn trace_context_is_checked_before_it_is_stored_or_forwarded() {
     let create = raw_grpc::well_framed(
         &CreateTaskRequest {
             original_file_key: "a.mp4".into(),
+            request_id: String::new(),
         }
         .encode_to_vec(),
     );
@@ -565,6 +566,7 @@ async fn forged_forwarded_for_entries_do_not_escape_the_rate_limit() {
     for i in 0..20 {
         let mut request = tonic::Request::new(CreateTaskRequest {
             original_file_key: "a.mp4".into(),
+            request_id: String::new(),
         });
         // The client writes a fresh leftmost entry each time; the proxy appended its peer.
         request.metadata_mut().insert(
@@ -603,6 +605,7 @@ async fn keys_through_symlinks_out_of_the_root_are_refused_by_service_and_proces
         let status = client
             .create_task(CreateTaskRequest {
                 original_file_key: key.into(),
+                request_id: String::new(),
             })
             .await
             .unwrap_err();

@@ -27,8 +27,8 @@ use proptest::{
 use task_service::{
     config::RedisConfig,
     store::{
-        AcceptOutcome, FailOutcome, FailRequest, MemoryStore, QueueEntry, RedisStore, Settled,
-        Store,
+        AcceptOutcome, FailOutcome, FailRequest, MemoryStore, NewTask, QueueEntry, RedisStore,
+        Settled, Store,
     },
     task::{TaskId, TaskRecord, fields, timestamp},
     validate::{DECEPTIVE_CHARACTERS, MAX_FILE_KEY_BYTES, StorageRoot},
@@ -635,7 +635,7 @@ impl Case {
         let created_at = tick(&mut case.clock);
         for (i, id) in case.ids[..tasks].iter().enumerate() {
             let record = TaskRecord::new_pending(*id, &format!("prop/{i}.mp4"), &created_at);
-            case.store.create(&record, &[]).await.unwrap();
+            case.store.create(NewTask::now(&record, &[])).await.unwrap();
             case.queued += 1;
             case.history.insert(i, vec![created_at.clone()]);
         }
@@ -870,7 +870,7 @@ impl Case {
                         "prop/again.mp4",
                         &tick(&mut self.clock),
                     );
-                    let result = self.store.create(&record, &[]).await;
+                    let result = self.store.create(NewTask::now(&record, &[])).await;
                     self.log.push(format!("create again task {i}: {result:?}"));
                     self.seen
                         .push("create of an existing id refused".to_owned());

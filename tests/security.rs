@@ -461,6 +461,9 @@ async fn redis_with_acl_and_tls(pki: &Pki, password: &str) -> TestRedis {
             "/tls/ca.pem",
             "--tls-auth-clients",
             "optional",
+            // The documented user may not CONFIG SET: the operator turns notifications on.
+            "--notify-keyspace-events",
+            "Khgx",
         ]
         .map(str::to_owned),
     );
@@ -516,6 +519,43 @@ async fn redis_through_the_documented_acl_user_over_tls() {
         let done = common::calls::final_status(&client, task, Duration::from_secs(20)).await;
         assert_eq!(done.status, "COMPLETED", "{}", done.error_message);
     }
+    // A watch (its keyspace subscription, the cancellations channel) and a list, through the user.
+    processor.set_default(Reply::Accept);
+    let watched = common::calls::create(&mut client, "a.mp4").await;
+    let mut processor_conn = redis.connection().await;
+    let follow = tokio::spawn({
+        let client = client.clone();
+        let watched = watched.clone();
+        async move { common::calls::watch(&client, &watched, Duration::from_secs(20)).await }
+    });
+    eventually(
+        Duration::from_secs(10),
+        "the Processor to be called",
+        || {
+            let called = processor.calls_for(&watched) > 0;
+            async move { called.then_some(()) }
+        },
+    )
+    .await;
+    for status in ["PROCESSING", "COMPLETED"] {
+        let _: () = redis::AsyncCommands::hset(
+            &mut processor_conn,
+            format!("task:{watched}"),
+            "status",
+            status,
+        )
+        .await
+        .unwrap();
+    }
+    let seen = follow.await.unwrap();
+    assert!(seen.end.is_ok(), "{:?}", seen.end);
+    assert_eq!(seen.statuses().last(), Some(&"COMPLETED"));
+    let listed = client
+        .list_tasks(task_service::proto::task::ListTasksRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.tasks.len(), 6);
     // Let the reaper run its every command a few times.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut conn = redis.connection().await;

@@ -20,7 +20,8 @@ use prost::Message;
 use task_service::{
     api::TaskApi,
     proto::task::{
-        CreateTaskRequest, CreateTaskResponse, GetTaskStatusRequest, GetTaskStatusResponse,
+        CancelTaskRequest, CreateTaskRequest, CreateTaskResponse, GetTaskStatusRequest,
+        GetTaskStatusResponse, ListTasksRequest, ListTasksResponse, WatchTaskRequest,
         task_client::TaskClient, task_server::Task,
     },
 };
@@ -54,6 +55,29 @@ impl Task for WithTestHandlers {
         request: Request<GetTaskStatusRequest>,
     ) -> Result<Response<GetTaskStatusResponse>, Status> {
         self.0.get_task_status(request).await
+    }
+
+    type WatchTaskStream = <TaskApi as Task>::WatchTaskStream;
+
+    async fn watch_task(
+        &self,
+        request: Request<WatchTaskRequest>,
+    ) -> Result<Response<Self::WatchTaskStream>, Status> {
+        self.0.watch_task(request).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<CancelTaskRequest>,
+    ) -> Result<Response<GetTaskStatusResponse>, Status> {
+        self.0.cancel_task(request).await
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        self.0.list_tasks(request).await
     }
 }
 

@@ -88,6 +88,7 @@ async fn worker(
             match client
                 .create_task(CreateTaskRequest {
                     original_file_key: "soak.mp4".into(),
+                    request_id: String::new(),
                 })
                 .await
             {

@@ -10,8 +10,8 @@ use common::{TestRedis, eventually};
 use task_service::{
     config::{Config, RedisConfig},
     store::{
-        AcceptOutcome, FailOutcome, FailRequest, MemoryStore, QueueEntry, RedisStore, Settled,
-        Store, Taken,
+        AcceptOutcome, FailOutcome, FailRequest, MemoryStore, NewTask, QueueEntry, RedisStore,
+        Settled, Store, Taken,
     },
     task::{RawStatus, TaskId, TaskRecord, TaskStatus},
 };
@@ -36,7 +36,7 @@ async fn suite(make: impl Fn() -> Store, blocked: impl AsyncFn(&Store) -> usize)
 
 async fn create(store: &Store, trace: &[(String, String)]) -> TaskRecord {
     let record = TaskRecord::new_pending(TaskId::new_v4(), "abc/original.mp4", NOW);
-    store.create(&record, trace).await.unwrap();
+    store.create(NewTask::now(&record, trace)).await.unwrap();
     record
 }
 

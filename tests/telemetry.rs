@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::{
 };
 use task_service::{
     proto::task::{CreateTaskRequest, GetTaskStatusRequest},
+    store::NewTask,
     task::{TaskId, TaskRecord, now_timestamp},
 };
 use tonic::{Code, Request, Response, Status};
@@ -81,6 +82,7 @@ async fn one_create_task_is_one_trace_from_the_caller_to_the_processor() {
     let caller_span = hex(&rand_bytes::<8>());
     let mut request = Request::new(CreateTaskRequest {
         original_file_key: "a.mp4".into(),
+        request_id: String::new(),
     });
     request.metadata_mut().insert(
         "traceparent",
@@ -226,7 +228,7 @@ async fn the_metrics_move_by_known_amounts() {
     // An entry held by an instance that is gone: it will be taken over (a rescue).
     store.ensure_queue().await.unwrap();
     let orphan = TaskRecord::new_pending(TaskId::new_v4(), "orphan.mp4", &now_timestamp());
-    store.create(&orphan, &[]).await.unwrap();
+    store.create(NewTask::now(&orphan, &[])).await.unwrap();
     assert_eq!(
         store
             .read_new("gone-instance", 1, Duration::ZERO)
@@ -250,6 +252,7 @@ async fn the_metrics_move_by_known_amounts() {
         client
             .create_task(CreateTaskRequest {
                 original_file_key: "a.mp4".into(),
+                request_id: String::new(),
             })
             .await
             .unwrap();
@@ -272,6 +275,7 @@ async fn the_metrics_move_by_known_amounts() {
         match client
             .create_task(CreateTaskRequest {
                 original_file_key: "a.mp4".into(),
+                request_id: String::new(),
             })
             .await
         {

@@ -7,6 +7,7 @@
 //! [`ConfigError`] naming the variable, never a silent default. Tests feed [`Config::from_vars`]
 //! a map.
 
+mod api;
 mod dispatch;
 pub mod env;
 mod processor;
@@ -24,6 +25,7 @@ use std::{
     time::Duration,
 };
 
+pub use api::ApiConfig;
 pub use dispatch::DispatchConfig;
 pub use env::load_dotenv;
 pub use processor::{ProcessorConfig, ProcessorTls, RetryBudget};
@@ -60,6 +62,8 @@ pub struct Config {
     pub transport: TransportConfig,
     /// How file keys are checked against the storage root.
     pub storage_check: StorageCheck,
+    /// The API's idempotency window and watch bounds.
+    pub api: ApiConfig,
 }
 
 /// How CreateTask checks a file key against the storage root.
@@ -112,6 +116,7 @@ impl Config {
             metrics_addr: SocketAddr::new(metrics_host, metrics_port),
             storage_root,
             storage_check,
+            api: ApiConfig::parse(v)?,
             transport: TransportConfig::parse(v)?,
             redis: RedisConfig::parse(v)?,
             task_ttl: redis::task_ttl(v)?,

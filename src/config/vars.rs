@@ -166,3 +166,17 @@ pub const REDIS_TLS_CERT_FILE: &str = "REDIS_TLS_CERT_FILE";
 pub const REDIS_TLS_KEY_FILE: &str = "REDIS_TLS_KEY_FILE";
 /// Connections one peer address may keep open at once.
 pub const MAX_CONNECTIONS_PER_PEER: &str = "TASK_MAX_CONNECTIONS_PER_PEER";
+/// How long a CreateTask `request_id` answers its first call's task.
+pub const IDEMPOTENCY_WINDOW: &str = "TASK_IDEMPOTENCY_WINDOW";
+/// Longest a WatchTask stream lasts.
+pub const WATCH_MAX: &str = "TASK_WATCH_MAX";
+/// Open watches one client may have.
+pub const WATCH_MAX_PER_CLIENT: &str = "TASK_WATCH_MAX_PER_CLIENT";
+/// Open watches in all, per instance.
+pub const WATCH_MAX_TOTAL: &str = "TASK_WATCH_MAX_TOTAL";
+/// Whether watches are woken by Redis's keyspace notifications: `auto` or `off`.
+pub const WATCH_NOTIFICATIONS: &str = "TASK_WATCH_NOTIFICATIONS";
+/// How often a watch looks again by itself when notifications are off.
+pub const WATCH_POLL_INTERVAL: &str = "TASK_WATCH_POLL_INTERVAL";
+/// How often a watch looks again by itself when notifications are on (the safety net).
+pub const WATCH_RECHECK_INTERVAL: &str = "TASK_WATCH_RECHECK_INTERVAL";

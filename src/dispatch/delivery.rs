@@ -4,6 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use tokio::{sync::OwnedSemaphorePermit, time::Instant};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Instrument, field::Empty};
 
@@ -23,6 +24,12 @@ enum Verdict {
     Fail(TaskEnd, String),
     /// Shutting down: leave the entry to another instance.
     GiveBack,
+    /// The task was cancelled (it is FAILED and its entry acknowledged already); whether a
+    /// ProcessVideo call was in flight when it was.
+    Cancelled {
+        /// The call was stopped mid-way: the Processor may have accepted it just then.
+        call_in_flight: bool,
+    },
 }
 
 impl Verdict {
@@ -31,6 +38,7 @@ impl Verdict {
             Self::Accepted => "accepted",
             Self::Fail(..) => "failed",
             Self::GiveBack => "given back",
+            Self::Cancelled { .. } => "cancelled",
         }
     }
 }
@@ -53,7 +61,12 @@ pub(super) async fn deliver(
     );
     observability::propagation::set_parent_from_fields(&span, &entry.trace);
     async move {
-        let verdict = verdict(&shared, &entry).await;
+        let verdict = tokio::select! {
+            verdict = verdict(&shared, &entry, &held.cancelled) => verdict,
+            // A cancel while waiting (for the circuit, between rounds); a call in flight is
+            // told apart below.
+            () = held.cancelled.cancelled() => Verdict::Cancelled { call_in_flight: false },
+        };
         tracing::Span::current().record("dispatch.outcome", verdict.name());
         held.settling();
         record(&shared, &entry, verdict).await;
@@ -64,7 +77,7 @@ pub(super) async fn deliver(
 }
 
 /// Rounds of calls until the entry's fate is known.
-async fn verdict(shared: &Shared, entry: &QueueEntry) -> Verdict {
+async fn verdict(shared: &Shared, entry: &QueueEntry, cancelled: &CancellationToken) -> Verdict {
     let started = Instant::now();
     let max_age = shared.config.max_age;
     let mut attempts = 0u32;
@@ -95,6 +108,8 @@ async fn verdict(shared: &Shared, entry: &QueueEntry) -> Verdict {
         let result = tokio::select! {
             result = shared.caller.clone().oneshot(call.clone()) => result,
             () = shared.abort.cancelled() => return Verdict::GiveBack,
+            // Dropping the call cancels it at the Processor (RST_STREAM).
+            () = cancelled.cancelled() => return Verdict::Cancelled { call_in_flight: true },
         };
         attempts += call.attempts();
         shared
@@ -172,6 +187,17 @@ async fn record(shared: &Shared, entry: &QueueEntry, verdict: Verdict) {
             }
         }
         Verdict::GiveBack => shared.leases.give_back(&entry.id).await,
+        Verdict::Cancelled { call_in_flight } => {
+            tracing::info!(task.id = %entry.task_id, "delivery stopped: the task was cancelled");
+            // The Processor may have accepted the task the moment the call was cut: ask it to
+            // stop (a Processor that cannot answers UNIMPLEMENTED; nothing more to do then).
+            if call_in_flight
+                && let Err(status) = shared.canceller.cancel(entry.task_id).await
+                && status.code() != tonic::Code::Unimplemented
+            {
+                tracing::debug!(task.id = %entry.task_id, %status, "CancelVideo after a cut call failed");
+            }
+        }
     }
 }
 

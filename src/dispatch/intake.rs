@@ -103,7 +103,7 @@ async fn start(
 ) {
     match taken {
         Ok(entry) => {
-            let held = shared.leases.hold(&entry.id);
+            let held = shared.leases.hold(&entry.id, entry.task_id);
             work.spawn(delivery::deliver(shared.clone(), entry, held, slot));
         }
         Err(MalformedEntry { id, task_id }) => {

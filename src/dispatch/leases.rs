@@ -1,7 +1,8 @@
 //! The entries this instance holds, and their leases: while an entry is held, its idle time is
 //! reset well within the visibility timeout, so that no other instance takes over work that is
 //! still alive. A [`Held`] guard releases its entry however the delivery ends (a panic
-//! included), so that a lost delivery is taken over instead of being renewed forever.
+//! included), so that a lost delivery is taken over instead of being renewed forever; and it
+//! carries the token that stops the delivery when its task is cancelled.
 
 use std::{
     collections::HashMap,
@@ -12,7 +13,7 @@ use std::{
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use crate::{store::Store, task::TaskId};
 
 /// The held entries: for each, whether the write that ends it here (its acknowledgement) has
 /// been sent.
@@ -22,7 +23,17 @@ pub(super) struct Leases {
     consumer: String,
     visibility_timeout: Duration,
     lost: Counter,
-    held: Mutex<HashMap<String, bool>>,
+    held: Mutex<HashMap<String, Entry>>,
+}
+
+/// A held entry's state.
+#[derive(Debug)]
+struct Entry {
+    task: TaskId,
+    /// The write that ends the entry here (its acknowledgement) has been sent.
+    settling: bool,
+    /// Cancelled when the task is.
+    cancelled: CancellationToken,
 }
 
 /// One held entry; dropping it releases the entry.
@@ -30,6 +41,8 @@ pub(super) struct Leases {
 pub(super) struct Held {
     leases: Arc<Leases>,
     id: String,
+    /// Cancelled when the task is cancelled: the delivery stops.
+    pub(super) cancelled: CancellationToken,
 }
 
 impl Leases {
@@ -48,17 +61,38 @@ impl Leases {
         }
     }
 
-    fn held(&self) -> MutexGuard<'_, HashMap<String, bool>> {
+    fn held(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Holds `id` until the returned guard is dropped.
-    pub(super) fn hold(self: &Arc<Self>, id: &str) -> Held {
-        self.held().insert(id.to_owned(), false);
+    /// Holds entry `id` of `task` until the returned guard is dropped.
+    pub(super) fn hold(self: &Arc<Self>, id: &str, task: TaskId) -> Held {
+        let cancelled = CancellationToken::new();
+        self.held().insert(
+            id.to_owned(),
+            Entry {
+                task,
+                settling: false,
+                cancelled: cancelled.clone(),
+            },
+        );
         Held {
             leases: self.clone(),
             id: id.to_owned(),
+            cancelled,
         }
+    }
+
+    /// Stops the deliveries of `task` held here.
+    pub(super) fn cancel(&self, task: TaskId) {
+        for entry in self.held().values().filter(|e| e.task == task) {
+            entry.cancelled.cancel();
+        }
+    }
+
+    /// The tasks whose entries are held here.
+    pub(super) fn tasks(&self) -> Vec<TaskId> {
+        self.held().values().map(|e| e.task).collect()
     }
 
     /// Whether `id` is held here.
@@ -101,7 +135,8 @@ impl Leases {
                 let held = self.held();
                 // An entry that finished meanwhile, or whose acknowledgement is on its way, is
                 // no longer pending anywhere: not a loss.
-                for id in lost.iter().filter(|id| held.get(*id) == Some(&false)) {
+                let unsettled = |id: &&String| held.get(*id).is_some_and(|e| !e.settling);
+                for id in lost.iter().filter(unsettled) {
                     // Another instance took it over (our renewals came too late): both may now
                     // call the Processor, which treats task_id as its idempotency key.
                     self.lost.inc();
@@ -116,8 +151,8 @@ impl Leases {
 impl Held {
     /// The entry's ending write is on its way: its leaving the pending list is no lost lease.
     pub(super) fn settling(&self) {
-        if let Some(settling) = self.leases.held().get_mut(&self.id) {
-            *settling = true;
+        if let Some(entry) = self.leases.held().get_mut(&self.id) {
+            entry.settling = true;
         }
     }
 }

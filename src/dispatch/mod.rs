@@ -13,11 +13,13 @@
 //!    `TASK_DISPATCH_MAX_ATTEMPTS` attempts or `TASK_DISPATCH_MAX_AGE` (FAILED with what
 //!    happened). While the circuit is open an entry waits, spending no attempt.
 //! 4. While it is held, its lease is renewed ([`leases`]); at shutdown, unfinished entries are
-//!    given back so that another instance takes them at once.
+//!    given back so that another instance takes them at once. A cancelled task's delivery stops
+//!    wherever it is ([`cancellations`]).
 //!
 //! The [`reaper`] runs beside it: watched tasks get their TTL when final, or end FAILED when
 //! stalled. Every loop here runs under the [`Supervisor`]: if one dies, the service stops.
 
+mod cancellations;
 mod delivery;
 mod intake;
 mod leases;
@@ -33,7 +35,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::DispatchConfig, metrics::Metrics, processor::Caller, store::Store,
+    config::DispatchConfig,
+    events::Events,
+    metrics::Metrics,
+    processor::{Caller, Canceller},
+    store::Store,
     supervisor::Supervisor,
 };
 use leases::Leases;
@@ -55,6 +61,10 @@ pub struct DispatcherParts {
     pub consumer: String,
     /// Where the figures go.
     pub metrics: Metrics,
+    /// Cancellations, which stop deliveries.
+    pub events: Events,
+    /// CancelVideo, for a call cut by a cancellation.
+    pub canceller: Canceller,
 }
 
 /// A running dispatcher (and its reaper).
@@ -76,6 +86,7 @@ struct Shared {
     consumer: String,
     metrics: Metrics,
     leases: Arc<Leases>,
+    canceller: Canceller,
     /// Set at shutdown: take no more entries, stop waiting.
     stop: CancellationToken,
     /// Set when the grace period is over: abandon calls in flight.
@@ -101,6 +112,7 @@ impl Dispatcher {
             consumer: parts.consumer,
             metrics: parts.metrics,
             leases: leases.clone(),
+            canceller: parts.canceller,
             stop: stop.clone(),
             abort: abort.clone(),
         });
@@ -114,7 +126,11 @@ impl Dispatcher {
                 stop.clone(),
             ),
         );
-        let renewal = supervisor.spawn("lease renewal", leases.renew_until(abort.clone()));
+        let renewal = supervisor.spawn("lease renewal", leases.clone().renew_until(abort.clone()));
+        supervisor.spawn(
+            "cancellations",
+            cancellations::follow(parts.events, leases, shared.store.clone(), stop.clone()),
+        );
         let intake = supervisor.spawn("dispatcher", intake::run(shared, parts.concurrency));
         Self {
             stop,

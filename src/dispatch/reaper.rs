@@ -1,7 +1,8 @@
 //! The reaper: a loop that runs all the time beside the dispatcher. It looks at accepted tasks
 //! that are due (the watch list): a final one gets its TTL (also when the Processor wrote the
 //! final state), one with no update for `TASK_STALL_TIMEOUT` ends FAILED as stalled. It also
-//! forgets consumers of instances that are gone.
+//! forgets consumers of instances that are gone, and walks the task index (ListTasks's) a
+//! batch per tick, removing the members of tasks that expired.
 
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ use crate::{
 /// Watched tasks looked at per step.
 const BATCH: usize = 256;
 
+/// Task index members looked at per tick (a whole pass over 1M tasks takes 1,000 ticks).
+const TRIM_BATCH: usize = 1000;
+
 /// Runs until `stop`.
 pub(super) async fn run(
     store: Store,
@@ -28,6 +32,7 @@ pub(super) async fn run(
 ) {
     let mut ticks = tokio::time::interval(config.reaper_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut trim_cursor: Option<String> = None;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -39,6 +44,15 @@ pub(super) async fn run(
         match store.queue_stats().await {
             Ok(stats) => record_queue(&metrics, &stats),
             Err(e) => tracing::warn!(error = %e, "reaper: cannot read the queue's figures"),
+        }
+        match store.trim_index(trim_cursor.as_deref(), TRIM_BATCH).await {
+            Ok((removed, next)) => {
+                if removed > 0 {
+                    tracing::debug!(removed, "reaper: trimmed the task index of expired tasks");
+                }
+                trim_cursor = next;
+            }
+            Err(e) => tracing::warn!(error = %e, "reaper: cannot trim the task index"),
         }
         let gone_after = (config.visibility_timeout * 4).max(Duration::from_secs(600));
         match store.forget_consumers(gone_after).await {

@@ -74,30 +74,15 @@ pub struct ProcessVideoCall {
 }
 
 impl ProcessVideoCall {
-    /// A client of the Processor `config` names (over TLS if it says so); it connects on first
-    /// use and reconnects by itself.
-    pub fn new(config: &ProcessorConfig) -> Result<Self, BoxError> {
-        let addr = &config.addr;
-        let scheme = if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
-            .connect_timeout(config.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_while_idle(true);
-        if let Some(tls) = &config.tls {
-            endpoint = endpoint.tls_config(tls_config(tls)?)?;
-        }
-        Ok(Self {
-            client: ProcessorClient::new(endpoint.connect_lazy()),
+    /// A client of the Processor on `channel`, each attempt bounded by `config.timeout`.
+    pub fn new(config: &ProcessorConfig, channel: Channel) -> Self {
+        Self {
+            client: ProcessorClient::new(channel),
             timeout: config.timeout,
-            addr: addr.as_str().into(),
+            addr: config.addr.as_str().into(),
             breaker: None,
             in_flight: Arc::default(),
-        })
+        }
     }
 
     /// Records the state of this breaker on each attempt's span.
@@ -110,6 +95,26 @@ impl ProcessVideoCall {
     pub fn in_flight(&self) -> Arc<AtomicUsize> {
         self.in_flight.clone()
     }
+}
+
+/// The channel to the Processor `config` names (over TLS if it says so); it connects on first
+/// use and reconnects by itself.
+pub fn channel(config: &ProcessorConfig) -> Result<Channel, BoxError> {
+    let addr = &config.addr;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint.tls_config(tls_config(tls)?)?;
+    }
+    Ok(endpoint.connect_lazy())
 }
 
 /// The TLS settings of the Processor's channel; an error names the file.

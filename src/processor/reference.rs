@@ -6,10 +6,13 @@
 //! with the reason. It answers when it has finished. Like the contract's Processor it treats
 //! `task_id` as the idempotency key: a task already final, or already being worked on here,
 //! is answered OK and left alone. A simulated work time (`--work-time`) lets a person watch a
-//! task sit in PROCESSING.
+//! task sit in PROCESSING. CancelVideo stops a task's work (it writes nothing after); so does
+//! the service dropping its ProcessVideo call.
+
+use tokio_util::sync::CancellationToken;
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -17,7 +20,10 @@ use std::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
+    proto::processor::{
+        CancelVideoRequest, CancelVideoResponse, ProcessVideoRequest, ProcessVideoResponse,
+        processor_server,
+    },
     store::{ProcessorReport, Store},
     task::{TaskId, now_timestamp},
     validate::StorageRoot,
@@ -29,7 +35,8 @@ pub struct ReferenceProcessor {
     store: Store,
     storage: StorageRoot,
     work_time: Duration,
-    working: Arc<Mutex<HashSet<TaskId>>>,
+    /// The tasks being worked on, each with the token that stops its work.
+    working: Arc<Mutex<HashMap<TaskId, CancellationToken>>>,
 }
 
 impl ReferenceProcessor {
@@ -99,7 +106,7 @@ impl ReferenceProcessor {
 
 /// Removes a task from the set of tasks being worked on, however the work ends.
 struct WorkingGuard<'a> {
-    working: &'a Mutex<HashSet<TaskId>>,
+    working: &'a Mutex<HashMap<TaskId, CancellationToken>>,
     task_id: TaskId,
 }
 
@@ -137,21 +144,33 @@ impl processor_server::Processor for ReferenceProcessor {
             }
             Some(_) => {}
         }
-        if !self
-            .working
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(task_id)
+        let stop = CancellationToken::new();
         {
-            return Ok(Response::new(ProcessVideoResponse {}));
+            let mut working = self.working.lock().unwrap_or_else(|p| p.into_inner());
+            if working.contains_key(&task_id) {
+                return Ok(Response::new(ProcessVideoResponse {}));
+            }
+            working.insert(task_id, stop.clone());
         }
         let _guard = WorkingGuard {
             working: &self.working,
             task_id,
         };
         self.report(task_id, ProcessorReport::Processing).await?;
-        tokio::time::sleep(self.work_time).await;
-        match self.produce(task_id, &original_file_key).await {
+        let produced = tokio::select! {
+            produced = async {
+                tokio::time::sleep(self.work_time).await;
+                self.produce(task_id, &original_file_key).await
+            } => produced,
+            () = stop.cancelled() => {
+                tracing::info!(task.id = %task_id, "reference processor stopped a cancelled task");
+                return Err(Status::cancelled("the task was cancelled"));
+            }
+        };
+        if stop.is_cancelled() {
+            return Err(Status::cancelled("the task was cancelled"));
+        }
+        match produced {
             Ok(result_key) => {
                 self.report(
                     task_id,
@@ -173,5 +192,24 @@ impl processor_server::Processor for ReferenceProcessor {
             }
         }
         Ok(Response::new(ProcessVideoResponse {}))
+    }
+
+    /// Stops the work on a task being worked on here; it writes nothing for it after. A task
+    /// not being worked on here has nothing to stop: OK.
+    async fn cancel_video(
+        &self,
+        request: Request<CancelVideoRequest>,
+    ) -> Result<Response<CancelVideoResponse>, Status> {
+        let task_id =
+            TaskId::parse(&request.into_inner().task_id).map_err(Status::invalid_argument)?;
+        if let Some(stop) = self
+            .working
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&task_id)
+        {
+            stop.cancel();
+        }
+        Ok(Response::new(CancelVideoResponse {}))
     }
 }

@@ -15,7 +15,11 @@ use middleware::{
 };
 use tower::{Service, ServiceBuilder, retry::budget::TpsBudget, util::BoxCloneSyncService};
 
-use super::{ProcessCall, ProcessVideoCall, client::BoxError, outcome};
+use super::{
+    Canceller, ProcessCall, ProcessVideoCall,
+    client::{self, BoxError},
+    outcome,
+};
 use crate::config::ProcessorConfig;
 
 /// The Processor client stack as the dispatcher calls it.
@@ -33,17 +37,21 @@ pub struct ProcessorStack {
     pub breaker: BreakerHandle,
     /// ProcessVideo calls in flight right now.
     pub in_flight: Arc<AtomicUsize>,
+    /// CancelVideo, on the same connection.
+    pub canceller: Canceller,
 }
 
 /// The stack around the Processor at `config.addr`.
 pub fn build(config: &ProcessorConfig) -> Result<ProcessorStack, BoxError> {
-    let call = ProcessVideoCall::new(config)?;
+    let channel = client::channel(config)?;
+    let call = ProcessVideoCall::new(config, channel.clone());
     let in_flight = call.in_flight();
     let (caller, breaker) = around(config, |breaker| call.with_breaker(breaker));
     Ok(ProcessorStack {
         caller,
         breaker,
         in_flight,
+        canceller: Canceller::new(channel, config.timeout),
     })
 }
 

@@ -28,12 +28,15 @@ use crate::{
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLayer {
     limit: Option<usize>,
+    uncapped: &'static [&'static str],
 }
 
 impl ConnectionLayer {
-    /// At most `limit` requests in flight per connection (`None`: no limit).
-    pub fn new(limit: Option<usize>) -> Self {
-        Self { limit }
+    /// At most `limit` requests in flight per connection (`None`: no limit); the paths under
+    /// `uncapped` (long streams, bounded their own way) count, for the idle clock, but are not
+    /// refused.
+    pub fn new(limit: Option<usize>, uncapped: &'static [&'static str]) -> Self {
+        Self { limit, uncapped }
     }
 }
 
@@ -44,6 +47,7 @@ impl<S> Layer<S> for ConnectionLayer {
         Connection {
             inner,
             limit: self.limit,
+            uncapped: self.uncapped,
         }
     }
 }
@@ -53,15 +57,23 @@ impl<S> Layer<S> for ConnectionLayer {
 pub struct Connection<S> {
     inner: S,
     limit: Option<usize>,
+    uncapped: &'static [&'static str],
 }
 
-/// One request counted on its connection until dropped.
+/// One request counted on its connection until dropped (in the cap's count too, unless it is
+/// a long stream).
 #[derive(Debug)]
-pub struct Active(Arc<AtomicUsize>);
+pub struct Active {
+    all: Arc<AtomicUsize>,
+    capped: Option<Arc<AtomicUsize>>,
+}
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.all.fetch_sub(1, Ordering::Relaxed);
+        if let Some(capped) = &self.capped {
+            capped.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -89,8 +101,18 @@ where
             local_addr: Some(peer.local_addr),
             remote_addr: Some(peer.remote_addr),
         });
-        let in_flight = peer.active.fetch_add(1, Ordering::Relaxed) + 1;
-        let active = Active(peer.active);
+        let path = request.uri().path();
+        let capped = !self.uncapped.iter().any(|prefix| path.starts_with(prefix));
+        peer.active.fetch_add(1, Ordering::Relaxed);
+        let in_flight = if capped {
+            peer.capped.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            0
+        };
+        let active = Active {
+            all: peer.active,
+            capped: capped.then_some(peer.capped),
+        };
         if let Some(limit) = self.limit.filter(|limit| in_flight > *limit) {
             drop(active);
             return ResponseFuture::Busy { limit };

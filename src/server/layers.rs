@@ -26,6 +26,10 @@ use super::{
 };
 use crate::{auth::Authenticator, config::ServerConfig, metrics::Metrics};
 
+/// The streaming methods: bounded their own way (`TASK_WATCH_MAX`, the client's grpc-timeout),
+/// not by the unary deadline, nor counted against the per-connection cap on requests.
+const STREAMING: &[&str] = &["/task.Task/WatchTask"];
+
 /// Answers a client's own deadline this much early, so the answer reaches it in time and our
 /// DEADLINE_EXCEEDED beats tonic's timer set to the same deadline (which would say CANCELLED).
 const DEADLINE_MARGIN: Duration = Duration::from_millis(5);
@@ -96,7 +100,10 @@ pub fn stack(config: &ServerConfig, limits: &Limits, metrics: &Metrics) -> Servi
         .layer(ErrorsAsStatusLayer)
         // Counts the request on its connection (for the idle clock), refuses it past the
         // per-connection cap, and puts the peer's address where the rate limiter reads it.
-        .layer(ConnectionLayer::new(config.max_in_flight_per_connection))
+        .layer(ConnectionLayer::new(
+            config.max_in_flight_per_connection,
+            STREAMING,
+        ))
         // Who is calling, and may they: before the rate limit, which keys on the caller.
         .option_layer(limits.auth.clone())
         // Cheap refusals first: a client over its rate never has its body read.
@@ -112,10 +119,11 @@ pub fn stack(config: &ServerConfig, limits: &Limits, metrics: &Metrics) -> Servi
         // bound; only requests that passed the checks above count.
         .option_layer(limits.load_shed.clone())
         // The handler's time budget, from the client's grpc-timeout, a default and a cap; it
-        // starts once the request is admitted.
+        // starts once the request is admitted. Streams are bounded by their handler instead.
         .layer(
             DeadlineLayer::new(config.request_timeout, config.request_timeout_max)
-                .with_margin(DEADLINE_MARGIN),
+                .with_margin(DEADLINE_MARGIN)
+                .exempt(STREAMING),
         )
         // Innermost, right around the handler: a panic becomes INTERNAL for this request and
         // the connection, and the server, keep serving.

@@ -129,9 +129,12 @@ where
 /// The methods this server serves are labelled by their path; anything else (a probe of an
 /// unknown path) is `other`, so that callers cannot grow the label set without bound.
 fn method_label(path: &str) -> &'static str {
-    const KNOWN: [&str; 6] = [
+    const KNOWN: [&str; 9] = [
         "/task.Task/CreateTask",
         "/task.Task/GetTaskStatus",
+        "/task.Task/WatchTask",
+        "/task.Task/CancelTask",
+        "/task.Task/ListTasks",
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
         "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",

@@ -107,6 +107,94 @@ pub struct PendingEntry {
     pub deliveries: u32,
 }
 
+/// A task to create.
+#[derive(Clone, Copy, Debug)]
+pub struct NewTask<'a> {
+    /// Its hash (a new PENDING task).
+    pub record: &'a TaskRecord,
+    /// When it was created, in milliseconds since the epoch (for the index's order).
+    pub created_ms: u64,
+    /// The creating request's trace context, for the dispatch entry.
+    pub trace: &'a [(String, String)],
+    /// The request id that makes a retry answer this task, and how long it does.
+    pub request: Option<(&'a str, Duration)>,
+}
+
+impl<'a> NewTask<'a> {
+    /// A task created now, with no request id.
+    pub fn now(record: &'a TaskRecord, trace: &'a [(String, String)]) -> Self {
+        Self {
+            record,
+            created_ms: crate::task::now_ms(),
+            trace,
+            request: None,
+        }
+    }
+}
+
+/// What [`Store::create`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The task and its dispatch entry (this id) were written.
+    New {
+        /// The dispatch entry's id.
+        entry_id: String,
+    },
+    /// The request id belongs to an earlier call for the same file: nothing was written; this
+    /// is that call's task.
+    Existing(TaskId),
+    /// The request id belongs to an earlier call for another file: nothing was written.
+    Conflict(TaskId),
+}
+
+/// What [`Store::cancel`] found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task was not accepted by the Processor: it is now FAILED, its entry out of the queue,
+    /// and the instances delivering it were told.
+    Cancelled,
+    /// The Processor accepted the task (it has no dispatch entry): nothing was written; the
+    /// Processor must be asked to cancel first.
+    Accepted(RawStatus),
+    /// The task is final already: nothing was written.
+    Final(TaskStatus),
+    /// There is no such task.
+    Missing,
+}
+
+/// One page of tasks asked of [`Store::list`].
+#[derive(Clone, Copy, Debug)]
+pub struct ListQuery<'a> {
+    /// Start after this index member (from the previous page); `None`: the newest.
+    pub after: Option<&'a str>,
+    /// Only tasks with this status.
+    pub status: Option<TaskStatus>,
+    /// Tasks wanted.
+    pub page_size: usize,
+    /// Index members looked at, at most (a page with a rare status may come back short).
+    pub budget: usize,
+}
+
+/// What [`Store::list`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListPage {
+    /// The tasks, newest first.
+    pub tasks: Vec<TaskRecord>,
+    /// Where the next page starts (the last index member looked at); `None`: the end.
+    pub next: Option<String>,
+}
+
+/// Something that happened to tasks, as the store tells its listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The task's hash was written, expired or deleted.
+    Task(TaskId),
+    /// The task was cancelled (its delivery, wherever it is, should stop).
+    Cancelled(TaskId),
+    /// Changes may have been missed (the listening connection was lost): look again at all.
+    Missed,
+}
+
 /// What [`Store::fail`] found and did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailOutcome {
@@ -252,13 +340,52 @@ macro_rules! each {
 }
 
 impl Store {
-    /// Creates a task and its dispatch entry atomically; returns the entry's id.
-    pub async fn create(
+    /// Creates a task, its dispatch entry, its index member and (with a request id) its
+    /// idempotency record in one atomic step — unless the request id answers an earlier call.
+    pub async fn create(&self, task: NewTask<'_>) -> Result<Created, StoreError> {
+        each!(self, s => s.create(task).await)
+    }
+
+    /// Cancels a task the Processor has not accepted (see [`CancelOutcome`]), fenced.
+    pub async fn cancel(
         &self,
-        task: &TaskRecord,
-        trace: &[(String, String)],
-    ) -> Result<String, StoreError> {
-        each!(self, s => s.create(task, trace).await)
+        task_id: TaskId,
+        message: &str,
+        now: &str,
+    ) -> Result<CancelOutcome, StoreError> {
+        each!(self, s => s.cancel(task_id, message, now).await)
+    }
+
+    /// A page of tasks, newest first; removes index members whose task is gone on the way.
+    pub async fn list(&self, query: ListQuery<'_>) -> Result<ListPage, StoreError> {
+        each!(self, s => s.list(query).await)
+    }
+
+    /// Removes index members whose task is gone, looking at `count` members after `after`;
+    /// returns how many it removed and where to go on (`None`: the end was reached).
+    pub async fn trim_index(
+        &self,
+        after: Option<&str>,
+        count: usize,
+    ) -> Result<(u64, Option<String>), StoreError> {
+        each!(self, s => s.trim_index(after, count).await)
+    }
+
+    /// Asks the store to tell of changes to task hashes (Redis: keyspace notifications, set
+    /// with `CONFIG SET` if they are off and that is allowed); false if it cannot.
+    pub async fn enable_notifications(&self) -> bool {
+        each!(self, s => s.enable_notifications().await)
+    }
+
+    /// Sends every [`Change`] to `sink` until `stop` (task changes only if `tasks`: else only
+    /// cancellations), reconnecting after failures (each of which is a [`Change::Missed`]).
+    pub async fn listen(
+        &self,
+        sink: tokio::sync::mpsc::Sender<Change>,
+        tasks: bool,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        each!(self, s => s.listen(sink, tasks, stop).await)
     }
 
     /// Reads a task; a final task without TTL gets it.

@@ -34,8 +34,10 @@ pub struct PeerInfo {
     pub local_addr: SocketAddr,
     /// The common name of the client certificate it presented (mTLS), if any.
     pub certificate_name: Option<Arc<str>>,
-    /// Requests in flight on this connection right now.
+    /// Requests in flight on this connection right now (streams included).
     pub active: Arc<AtomicUsize>,
+    /// Those of them the per-connection cap counts (not the long streams).
+    pub capped: Arc<AtomicUsize>,
 }
 
 /// The connection's byte stream.

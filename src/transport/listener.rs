@@ -191,6 +191,7 @@ async fn handshake(
         local_addr: local,
         certificate_name,
         active: Arc::new(AtomicUsize::new(0)),
+        capped: Arc::new(AtomicUsize::new(0)),
     };
     Some(match io {
         Err(plain) => Conn::plain(plain, replay, info, limits.lifetime, slot),

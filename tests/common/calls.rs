@@ -1,12 +1,13 @@
 //! The calls most tests make: the service's variables for a Redis and a Processor, CreateTask,
-//! GetTaskStatus, and waiting for a status.
+//! GetTaskStatus, waiting for a status, and following a WatchTask stream to its end.
 
 use std::time::Duration;
 
 use task_service::proto::task::{
-    CreateTaskRequest, GetTaskStatusRequest, GetTaskStatusResponse, task_client::TaskClient,
+    CreateTaskRequest, GetTaskStatusRequest, GetTaskStatusResponse, WatchTaskRequest,
+    task_client::TaskClient,
 };
-use tonic::{Request, transport::Channel};
+use tonic::{Request, Status, transport::Channel};
 
 use super::{FakeProcessor, TestRedis, eventually};
 
@@ -26,6 +27,7 @@ pub fn vars(
 pub fn create_request(key: &str) -> Request<CreateTaskRequest> {
     Request::new(CreateTaskRequest {
         original_file_key: key.into(),
+        request_id: String::new(),
     })
 }
 
@@ -95,4 +97,59 @@ async fn wait_until(
         }
     })
     .await
+}
+
+/// What a WatchTask stream sent, and how it ended (`Ok` for a clean end).
+pub struct Watched {
+    pub states: Vec<GetTaskStatusResponse>,
+    pub end: Result<(), Status>,
+}
+
+impl Watched {
+    /// The statuses sent, in order.
+    pub fn statuses(&self) -> Vec<&str> {
+        self.states.iter().map(|s| s.status.as_str()).collect()
+    }
+}
+
+/// Follows WatchTask for `task_id` to the end of its stream (or `limit`, which panics).
+pub async fn watch(client: &TaskClient<Channel>, task_id: &str, limit: Duration) -> Watched {
+    let mut client = client.clone();
+    let follow = async {
+        let mut stream = match client
+            .watch_task(WatchTaskRequest {
+                task_id: task_id.into(),
+            })
+            .await
+        {
+            Ok(stream) => stream.into_inner(),
+            Err(e) => {
+                return Watched {
+                    states: Vec::new(),
+                    end: Err(e),
+                };
+            }
+        };
+        let mut states = Vec::new();
+        loop {
+            match stream.message().await {
+                Ok(Some(state)) => states.push(state),
+                Ok(None) => {
+                    return Watched {
+                        states,
+                        end: Ok(()),
+                    };
+                }
+                Err(e) => {
+                    return Watched {
+                        states,
+                        end: Err(e),
+                    };
+                }
+            }
+        }
+    };
+    tokio::time::timeout(limit, follow)
+        .await
+        .unwrap_or_else(|_| panic!("the watch of {task_id} did not end within {limit:?}"))
 }

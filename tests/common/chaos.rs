@@ -287,6 +287,7 @@ impl Workload {
                 requests.push(tokio::spawn(async move {
                     let request = CreateTaskRequest {
                         original_file_key: "chaos.mp4".into(),
+                        request_id: String::new(),
                     };
                     match client.create_task(request).await {
                         Ok(response) => {

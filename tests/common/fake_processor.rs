@@ -13,7 +13,10 @@ use std::{
 };
 
 use task_service::{
-    proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
+    proto::processor::{
+        CancelVideoRequest, CancelVideoResponse, ProcessVideoRequest, ProcessVideoResponse,
+        processor_server,
+    },
     store::{ProcessorReport, Store},
     task::{TaskId, now_timestamp},
 };
@@ -48,6 +51,12 @@ struct State {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     received: Mutex<Vec<Received>>,
+    /// ProcessVideo calls the client cancelled before an answer, by task.
+    abandoned: Mutex<Vec<String>>,
+    /// CancelVideo calls, by task.
+    cancels: Mutex<Vec<String>>,
+    /// How CancelVideo answers (`None`: OK).
+    cancel_reply: Mutex<Option<(Code, &'static str)>>,
 }
 
 /// What one call carried.
@@ -91,6 +100,9 @@ impl FakeProcessor {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             received: Mutex::default(),
+            abandoned: Mutex::default(),
+            cancels: Mutex::default(),
+            cancel_reply: Mutex::default(),
         });
         let stop = CancellationToken::new();
         let service = processor_server::ProcessorServer::new(Handler(state.clone()));
@@ -140,6 +152,21 @@ impl FakeProcessor {
         self.state.received.lock().unwrap().clone()
     }
 
+    /// ProcessVideo calls whose caller cancelled them before they were answered, by task.
+    pub fn abandoned(&self) -> Vec<String> {
+        self.state.abandoned.lock().unwrap().clone()
+    }
+
+    /// CancelVideo calls received, by task.
+    pub fn cancels(&self) -> Vec<String> {
+        self.state.cancels.lock().unwrap().clone()
+    }
+
+    /// CancelVideo answers this status from now on (`None`: OK).
+    pub fn set_cancel_reply(&self, reply: Option<(Code, &'static str)>) {
+        *self.state.cancel_reply.lock().unwrap() = reply;
+    }
+
     /// Calls received for one task.
     pub fn calls_for(&self, task_id: &str) -> usize {
         self.received()
@@ -162,6 +189,25 @@ impl Drop for FakeProcessor {
 
 #[derive(Debug)]
 struct Handler(Arc<State>);
+
+/// Records a call its caller cancelled: dropped before it answered.
+struct Unanswered<'a> {
+    state: &'a State,
+    task_id: String,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.state
+                .abandoned
+                .lock()
+                .unwrap()
+                .push(std::mem::take(&mut self.task_id));
+        }
+    }
+}
 
 /// Decrements the in-flight count however a call ends.
 struct InFlight<'a>(&'a AtomicUsize);
@@ -209,7 +255,29 @@ impl processor_server::Processor for Handler {
             .unwrap()
             .pop_front()
             .unwrap_or_else(|| state.default.lock().unwrap().clone());
-        answer(state, &received.task_id, reply).await
+        let mut unanswered = Unanswered {
+            state,
+            task_id: received.task_id.clone(),
+            answered: false,
+        };
+        let answer = answer(state, &received.task_id, reply).await;
+        unanswered.answered = true;
+        answer
+    }
+
+    async fn cancel_video(
+        &self,
+        request: Request<CancelVideoRequest>,
+    ) -> Result<Response<CancelVideoResponse>, Status> {
+        self.0
+            .cancels
+            .lock()
+            .unwrap()
+            .push(request.get_ref().task_id.clone());
+        match *self.0.cancel_reply.lock().unwrap() {
+            Some((code, message)) => Err(Status::new(code, message)),
+            None => Ok(Response::new(CancelVideoResponse {})),
+        }
     }
 }
 

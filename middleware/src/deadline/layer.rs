@@ -12,6 +12,7 @@ pub struct DeadlineLayer {
     default: Duration,
     max: Duration,
     margin: Duration,
+    exempt: &'static [&'static str],
 }
 
 impl DeadlineLayer {
@@ -24,7 +25,15 @@ impl DeadlineLayer {
             default,
             max,
             margin: Duration::ZERO,
+            exempt: &[],
         }
+    }
+
+    /// Leaves alone requests whose path starts with one of `prefixes` (streaming methods,
+    /// bounded their own way): no deadline, and their `grpc-timeout` as the client sent it.
+    pub fn exempt(mut self, prefixes: &'static [&'static str]) -> Self {
+        self.exempt = prefixes;
+        self
     }
 
     /// Ends requests `margin` before the deadline the client sent, so that the answer still
@@ -41,6 +50,8 @@ impl<S> Layer<S> for DeadlineLayer {
     type Service = Deadline<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Deadline::new(inner, self.default, self.max).with_margin(self.margin)
+        Deadline::new(inner, self.default, self.max)
+            .with_margin(self.margin)
+            .with_exempt(self.exempt)
     }
 }

@@ -40,6 +40,7 @@ pub struct Deadline<S> {
     default: Duration,
     max: Duration,
     margin: Duration,
+    exempt: &'static [&'static str],
 }
 
 impl<S> Deadline<S> {
@@ -50,12 +51,19 @@ impl<S> Deadline<S> {
             default,
             max,
             margin: Duration::ZERO,
+            exempt: &[],
         }
     }
 
     /// Answers `margin` before a deadline the client sent; see [`DeadlineLayer::with_margin`].
     pub fn with_margin(mut self, margin: Duration) -> Self {
         self.margin = margin;
+        self
+    }
+
+    /// Leaves alone the paths under `prefixes`; see [`DeadlineLayer::exempt`].
+    pub fn with_exempt(mut self, prefixes: &'static [&'static str]) -> Self {
+        self.exempt = prefixes;
         self
     }
 
@@ -98,6 +106,11 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        if self.exempt.iter().any(|prefix| path.starts_with(prefix)) {
+            let never = tokio::time::sleep_until(far_future());
+            return ResponseFuture::new(self.inner.call(req), never, Duration::MAX);
+        }
         let timeout = self.effective_timeout(req.headers().get(grpc_timeout::GRPC_TIMEOUT));
         // Measure from when we accept the request, not from when the handler first polls.
         let deadline = Instant::now()

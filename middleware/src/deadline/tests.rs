@@ -187,3 +187,22 @@ async fn the_margin_ends_a_client_deadline_early_but_not_the_default() {
         DEFAULT
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn exempt_paths_keep_their_timeout_header_and_get_no_deadline() {
+    let (mock, mut handle) = mock::pair::<Request<()>, Response<&'static str>>();
+    let svc = DeadlineLayer::new(DEFAULT, MAX)
+        .exempt(&["/streams/"])
+        .layer(mock);
+    let mut req = Request::new(());
+    *req.uri_mut() = "/streams/Watch".parse().unwrap();
+    let fut = tokio::spawn(svc.oneshot(req));
+    let (seen, responder) = handle.next_request().await.unwrap();
+    assert!(
+        seen.headers().get(grpc_timeout::GRPC_TIMEOUT).is_none(),
+        "no header written"
+    );
+    tokio::time::sleep(MAX * 2).await;
+    responder.send_response(Response::new("late but fine"));
+    assert_eq!(*fut.await.unwrap().unwrap().body(), "late but fine");
+}

@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use task_service::proto::task::task_client::TaskClient;
 use tonic::{
-    Request, Status,
+    Code, Request, Status,
     metadata::MetadataValue,
     service::{Interceptor, interceptor::InterceptedService},
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
@@ -117,5 +117,43 @@ impl Connection {
             config = config.domain_name(name.clone());
         }
         Ok(config)
+    }
+}
+
+/// A sentence for each code, so that the person knows what to do next.
+pub fn explain(status: &Status, addr: &str) -> String {
+    let message = status.message();
+    match status.code() {
+        Code::InvalidArgument => format!("the request was rejected: {message}"),
+        Code::NotFound => format!("not found: {message}"),
+        Code::AlreadyExists => format!("already exists: {message}"),
+        Code::FailedPrecondition => format!("not possible now: {message}"),
+        Code::Internal => format!("the task service failed (is its Redis up?): {message}"),
+        Code::Unavailable => format!(
+            "cannot reach the task service at {addr} (is it running there? does it speak TLS, \
+             needing --tls-ca-file?): {message}"
+        ),
+        Code::Unknown if message.contains("transport error") => format!(
+            "the connection to {addr} failed (a TLS service reached without --tls-ca-file, or \
+             not a gRPC service?): {message}"
+        ),
+        Code::Unauthenticated => format!(
+            "the service wants credentials (set TASKCTL_TOKEN, or a client certificate): {message}"
+        ),
+        Code::PermissionDenied => format!("this caller may not do that: {message}"),
+        Code::DeadlineExceeded => format!("the task service did not answer in time: {message}"),
+        Code::ResourceExhausted => {
+            let retry = status
+                .metadata()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| format!(" (retry after {v})"))
+                .unwrap_or_default();
+            format!("too many requests{retry}: {message}")
+        }
+        Code::Unimplemented => format!(
+            "the task service at {addr} does not have this call (an older version?): {message}"
+        ),
+        code => format!("{code:?}: {message}"),
     }
 }

@@ -1,23 +1,32 @@
 //! `taskctl`: a small client of the Task service, for people and scripts.
 
 mod connect;
+mod follow;
+mod output;
 
 use std::{process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use connect::{Client, Connection};
-use task_service::proto::task::{CreateTaskRequest, GetTaskStatusRequest, GetTaskStatusResponse};
-use tonic::{Code, Status};
+use output::{Outcome, Output};
+use task_service::proto::task::{
+    CancelTaskRequest, CreateTaskRequest, GetTaskStatusRequest, GetTaskStatusResponse,
+    ListTasksRequest,
+};
+use tonic::Status;
 
-/// Creates tasks and reads their status.
+/// Creates, watches, lists and cancels tasks.
 ///
-/// Exit codes: 0 success (with --wait: the task COMPLETED); 1 the call failed; 2 bad usage;
-/// 3 the task FAILED; 4 --wait gave up before the task was final.
+/// Exit codes: 0 success (waiting or watching: the task COMPLETED); 1 the call failed; 2 bad
+/// usage; 3 the task FAILED; 4 the wait gave up before the task was final.
 #[derive(Debug, Parser)]
 #[command(name = "taskctl", version)]
 struct Cli {
     #[command(flatten)]
     connection: Connection,
+    /// Print one JSON object per line instead of text.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,6 +37,10 @@ enum Command {
     Create {
         /// The video's key, relative to LOCAL_STORAGE_PATH (or starting with it).
         file_key: String,
+        /// Makes retries safe: the same id within the service's idempotency window answers
+        /// the first call's task instead of creating another (1-128 of A-Z a-z 0-9 . _ : -).
+        #[arg(long)]
+        request_id: Option<String>,
         /// Wait until the task is COMPLETED or FAILED, and print its final status.
         #[arg(long)]
         wait: bool,
@@ -40,7 +53,35 @@ enum Command {
         /// The task's id.
         task_id: String,
     },
+    /// Follow a task until it is COMPLETED or FAILED, showing its status as it changes.
+    Watch {
+        /// The task's id.
+        task_id: String,
+        /// Give up after this long (default: never).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// List tasks, newest first.
+    List {
+        /// Only tasks in this status (PENDING, PROCESSING, COMPLETED or FAILED).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many tasks.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Cancel a task that has not ended; prints its status after.
+    Cancel {
+        /// The task's id.
+        task_id: String,
+        /// Why (the task's error_message becomes "cancelled: <reason>").
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
+
+/// A page as large as the service allows.
+const MAX_PAGE: usize = 500;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -52,115 +93,97 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let out = Output::new(cli.json);
     let outcome = match cli.command {
         Command::Create {
             file_key,
+            request_id,
             wait,
             timeout,
-        } => create(&mut client, file_key, wait, timeout).await,
-        Command::Status { task_id } => match client
+        } => {
+            create(
+                &mut client,
+                &out,
+                CreateTaskRequest {
+                    original_file_key: file_key,
+                    request_id: request_id.unwrap_or_default(),
+                },
+                wait.then_some(timeout),
+            )
+            .await
+        }
+        Command::Status { task_id } => client
             .get_task_status(GetTaskStatusRequest { task_id })
             .await
-        {
-            Ok(response) => {
-                print_status(response.get_ref());
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(status) => Err(status),
-        },
+            .map(|response| out.task(response.get_ref())),
+        Command::Watch { task_id, timeout } => {
+            follow::follow(&mut client, &out, task_id, timeout).await
+        }
+        Command::List { status, limit } => list(&mut client, &out, status, limit).await,
+        Command::Cancel { task_id, reason } => client
+            .cancel_task(CancelTaskRequest { task_id, reason })
+            .await
+            .map(|response| out.task(response.get_ref())),
     };
-    outcome.unwrap_or_else(|status| {
-        eprintln!("taskctl: {}", explain(&status, &cli.connection.addr));
-        ExitCode::FAILURE
-    })
+    match outcome {
+        Ok(outcome) => outcome.exit_code(),
+        Err(status) => {
+            eprintln!(
+                "taskctl: {}",
+                connect::explain(&status, &cli.connection.addr)
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn create(
     client: &mut Client,
-    original_file_key: String,
-    wait: bool,
-    timeout: Duration,
-) -> Result<ExitCode, Status> {
-    let task_id = client
-        .create_task(CreateTaskRequest { original_file_key })
-        .await?
-        .into_inner()
-        .task_id;
-    println!("task_id: {task_id}");
-    if !wait {
-        return Ok(ExitCode::SUCCESS);
+    out: &Output,
+    request: CreateTaskRequest,
+    wait: Option<Duration>,
+) -> Result<Outcome, Status> {
+    let task_id = client.create_task(request).await?.into_inner().task_id;
+    match wait {
+        None => {
+            out.created(&task_id);
+            Ok(Outcome::Done)
+        }
+        Some(timeout) => {
+            // In text the id comes at once (the wait may be long); in JSON it is in the final
+            // object, so that each line is a whole answer.
+            if !out.json() {
+                out.created(&task_id);
+            }
+            follow::follow(client, &out.without_task_id(), task_id, Some(timeout)).await
+        }
     }
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = String::new();
-    loop {
-        let status = client
-            .get_task_status(GetTaskStatusRequest {
-                task_id: task_id.clone(),
+}
+
+async fn list(
+    client: &mut Client,
+    out: &Output,
+    status: Option<String>,
+    limit: usize,
+) -> Result<Outcome, Status> {
+    let mut tasks: Vec<GetTaskStatusResponse> = Vec::new();
+    let mut page_token = String::new();
+    while tasks.len() < limit {
+        let page = client
+            .list_tasks(ListTasksRequest {
+                status: status.clone().unwrap_or_default(),
+                page_size: i32::try_from((limit - tasks.len()).min(MAX_PAGE)).unwrap_or(1),
+                page_token,
             })
             .await?
             .into_inner();
-        if status.status != last {
-            eprintln!("taskctl: {}", status.status);
-            last = status.status.clone();
+        tasks.extend(page.tasks);
+        if page.next_page_token.is_empty() {
+            break;
         }
-        match status.status.as_str() {
-            "COMPLETED" => {
-                print_status(&status);
-                return Ok(ExitCode::SUCCESS);
-            }
-            "FAILED" => {
-                print_status(&status);
-                return Ok(ExitCode::from(3));
-            }
-            _ if tokio::time::Instant::now() >= deadline => {
-                eprintln!(
-                    "taskctl: gave up waiting after {}; the task is still {}",
-                    humantime::format_duration(timeout),
-                    status.status
-                );
-                return Ok(ExitCode::from(4));
-            }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
+        page_token = page.next_page_token;
     }
-}
-
-fn print_status(status: &GetTaskStatusResponse) {
-    println!("task_id: {}", status.task_id);
-    println!("status: {}", status.status);
-    if !status.result_file_key.is_empty() {
-        println!("result_file_key: {}", status.result_file_key);
-    }
-    if !status.error_message.is_empty() {
-        println!("error_message: {}", status.error_message);
-    }
-}
-
-/// A sentence for each code, so that the person knows what to do next.
-fn explain(status: &Status, addr: &str) -> String {
-    let message = status.message();
-    match status.code() {
-        Code::InvalidArgument => format!("the request was rejected: {message}"),
-        Code::NotFound => format!("not found: {message}"),
-        Code::Internal => format!("the task service failed (is its Redis up?): {message}"),
-        Code::Unavailable => format!(
-            "cannot reach the task service at {addr} (is it running there? does it speak TLS, \
-             needing --tls-ca-file?): {message}"
-        ),
-        Code::Unauthenticated => format!(
-            "the service wants credentials (set TASKCTL_TOKEN, or a client certificate): {message}"
-        ),
-        Code::PermissionDenied => format!("this caller may not do that: {message}"),
-        Code::DeadlineExceeded => format!("the task service did not answer in time: {message}"),
-        Code::ResourceExhausted => {
-            let retry = status
-                .metadata()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(|v| format!(" (retry after {v})"))
-                .unwrap_or_default();
-            format!("too many requests{retry}: {message}")
-        }
-        code => format!("{code:?}: {message}"),
-    }
+    tasks.truncate(limit);
+    out.table(&tasks);
+    Ok(Outcome::Done)
 }

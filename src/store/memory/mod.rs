@@ -1,7 +1,9 @@
 //! The in-memory backend of the dev mode: the same semantics as the Redis store (fencing, TTLs,
 //! a queue with deliveries, leases and idle times), in one process. Time is tokio's, so tests can
-//! pause it. This file holds the tasks; [`queue`] the dispatch queue and the watch list.
+//! pause it. This file holds the tasks and the change notifications; [`queue`] the dispatch
+//! queue and the watch list; [`index`] the task index (ListTasks) and cancellation.
 
+mod index;
 mod queue;
 
 use std::{
@@ -10,10 +12,15 @@ use std::{
     time::Duration,
 };
 
-use tokio::{sync::Notify, time::Instant};
+use tokio::{
+    sync::{Notify, broadcast, mpsc},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
 
 use super::{
-    AcceptOutcome, FailOutcome, FailRequest, QueueEntry, StoreError, layout::entry_fields,
+    AcceptOutcome, Change, Created, FailOutcome, FailRequest, NewTask, QueueEntry, StoreError,
+    layout::{entry_fields, index_member},
 };
 use crate::task::{RawStatus, TaskId, TaskRecord, TaskStatus, fields};
 use queue::format_id;
@@ -23,10 +30,15 @@ use queue::format_id;
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     arrivals: Arc<Notify>,
+    /// What its listeners hear.
+    changes: broadcast::Sender<Change>,
     /// Queue reads waiting for an arrival.
     waiting: Arc<AtomicUsize>,
     ttl: Duration,
 }
+
+/// Changes kept for a slow listener before it is told it missed some.
+const CHANGES_BUFFER: usize = 4096;
 
 /// A stream id: milliseconds and sequence.
 type EntryKey = (u64, u64);
@@ -41,6 +53,12 @@ struct State {
     consumers: HashMap<String, Instant>,
     watch: BTreeSet<(u64, TaskId)>,
     watch_scores: HashMap<TaskId, u64>,
+    /// The task index: members as the Redis store writes them.
+    index: BTreeSet<String>,
+    /// The dispatch entry of each task not yet accepted.
+    entry_of: HashMap<TaskId, EntryKey>,
+    /// Idempotency records: request id → (task, file, expiry).
+    requests: HashMap<String, (TaskId, String, Instant)>,
 }
 
 #[derive(Debug)]
@@ -62,6 +80,7 @@ impl MemoryStore {
         Self {
             state: Arc::default(),
             arrivals: Arc::default(),
+            changes: broadcast::Sender::new(CHANGES_BUFFER),
             waiting: Arc::default(),
             ttl,
         }
@@ -74,13 +93,21 @@ impl MemoryStore {
     }
 
     /// See [`super::Store::create`].
-    pub async fn create(
-        &self,
-        task: &TaskRecord,
-        trace: &[(String, String)],
-    ) -> Result<String, StoreError> {
+    pub async fn create(&self, new: NewTask<'_>) -> Result<Created, StoreError> {
+        let task = new.record;
         let id = TaskId::parse(&task.task_id).map_err(StoreError::Corrupt)?;
         let mut state = self.lock();
+        let now = Instant::now();
+        if let Some((request_id, _)) = new.request {
+            state.requests.retain(|_, (_, _, expires)| *expires > now);
+            if let Some((existing, file, _)) = state.requests.get(request_id) {
+                return Ok(if *file == task.original_file_key {
+                    Created::Existing(*existing)
+                } else {
+                    Created::Conflict(*existing)
+                });
+            }
+        }
         if state.task(id).is_some() {
             return Err(StoreError::Command {
                 addr: "the in-memory store".into(),
@@ -104,11 +131,52 @@ impl MemoryStore {
                 task.original_file_key.clone(),
             ),
         ];
-        entry.extend(trace.iter().cloned());
+        entry.extend(new.trace.iter().cloned());
         state.entries.insert(key, entry);
+        state.entry_of.insert(id, key);
+        state.index.insert(index_member(new.created_ms, id));
+        if let Some((request_id, window)) = new.request {
+            let record = (id, task.original_file_key.clone(), now + window);
+            state.requests.insert(request_id.to_owned(), record);
+        }
         drop(state);
         self.arrivals.notify_waiters();
-        Ok(format_id(key))
+        self.changed(Change::Task(id));
+        Ok(Created::New {
+            entry_id: format_id(key),
+        })
+    }
+
+    /// Tells the listeners (none listening is no error).
+    fn changed(&self, change: Change) {
+        let _ = self.changes.send(change);
+    }
+
+    /// See [`super::Store::enable_notifications`]: always on in memory.
+    pub async fn enable_notifications(&self) -> bool {
+        true
+    }
+
+    /// See [`super::Store::listen`].
+    pub async fn listen(&self, sink: mpsc::Sender<Change>, tasks: bool, stop: CancellationToken) {
+        let mut changes = self.changes.subscribe();
+        loop {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                () = stop.cancelled() => return,
+            };
+            let change = match change {
+                Ok(change) => change,
+                Err(broadcast::error::RecvError::Lagged(_)) => Change::Missed,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            if !tasks && matches!(change, Change::Task(_)) {
+                continue;
+            }
+            if sink.send(change).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// See [`super::Store::read`].
@@ -153,9 +221,14 @@ impl MemoryStore {
         };
         if let Some(id) = request.entry_id {
             state.acknowledge(id);
+            state.entry_of.remove(&request.task_id);
         }
         if outcome != FailOutcome::Changed {
             state.unwatch(request.task_id);
+        }
+        drop(state);
+        if outcome == FailOutcome::Failed {
+            self.changed(Change::Task(request.task_id));
         }
         Ok(outcome)
     }
@@ -168,6 +241,7 @@ impl MemoryStore {
     ) -> Result<AcceptOutcome, StoreError> {
         let mut state = self.lock();
         state.acknowledge(&entry.id);
+        state.entry_of.remove(&entry.task_id);
         let ttl = self.ttl;
         let outcome = match state.task(entry.task_id) {
             None => AcceptOutcome::Missing,
@@ -222,6 +296,8 @@ impl MemoryStore {
         for (field, value) in pairs {
             task.fields.insert((*field).to_owned(), (*value).to_owned());
         }
+        drop(state);
+        self.changed(Change::Task(task_id));
         Ok(())
     }
 

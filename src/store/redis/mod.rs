@@ -2,8 +2,11 @@
 //! queue reads on a bb8-redis pool, every operation bounded by `TASK_REDIS_TIMEOUT`.
 //!
 //! This file holds the connections, the one place Redis's errors become [`StoreError`]s, and
-//! the task operations; [`queue`] holds the dispatch queue's and the watch list's.
+//! the task operations; [`queue`] holds the dispatch queue's and the watch list's, [`index`]
+//! the task index's (ListTasks), [`notify`] the change notifications.
 
+mod index;
+mod notify;
 mod queue;
 mod scripts;
 
@@ -27,8 +30,9 @@ use bb8_redis::{
 use tracing::Instrument;
 
 use super::{
-    AcceptOutcome, FailOutcome, FailRequest, GROUP, QueueEntry, StoreError,
-    layout::{Keys, entry_fields, task_key},
+    AcceptOutcome, CancelOutcome, Created, FailOutcome, FailRequest, GROUP, NewTask, QueueEntry,
+    StoreError,
+    layout::{Keys, entry_fields, index_member, task_key},
 };
 use crate::{
     config::RedisConfig,
@@ -43,6 +47,10 @@ pub struct RedisStore {
 
 struct Inner {
     addr: String,
+    /// For connections of its own (notifications).
+    client: Client,
+    /// The database, for the keyspace notification channels.
+    db: i64,
     connections: Vec<ConnectionManager>,
     next_connection: AtomicUsize,
     pool: bb8::Pool<RedisConnectionManager>,
@@ -116,6 +124,8 @@ impl RedisStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 addr,
+                client: client.clone(),
+                db: config.db,
                 connections,
                 next_connection: AtomicUsize::new(0),
                 pool,
@@ -200,32 +210,98 @@ impl RedisStore {
     }
 
     /// See [`super::Store::create`].
-    pub async fn create(
-        &self,
-        task: &TaskRecord,
-        trace: &[(String, String)],
-    ) -> Result<String, StoreError> {
-        let key = format!("task:{}", task.task_id);
+    pub async fn create(&self, new: NewTask<'_>) -> Result<Created, StoreError> {
+        let task = new.record;
+        let id = TaskId::parse(&task.task_id).map_err(StoreError::Corrupt)?;
+        let key = task_key(id);
         let hash = task.to_pairs();
+        let keys = &self.inner.keys;
         let mut invocation = scripts::CREATE.prepare_invoke();
         invocation
             .key(&key)
-            .key(&self.inner.keys.stream)
-            .arg(hash.len() * 2);
+            .key(&keys.stream)
+            .key(&keys.entries)
+            .key(&keys.index);
+        if let Some((request_id, _)) = new.request {
+            invocation.key(keys.request(request_id));
+        }
+        invocation.arg(hash.len() * 2);
         for (field, value) in hash {
             invocation.arg(field).arg(value);
         }
+        let (record, window) = match new.request {
+            Some((_, window)) => (
+                format!("{} {}", task.task_id, task.original_file_key),
+                window.as_secs().max(1),
+            ),
+            None => (String::new(), 0),
+        };
         invocation
+            .arg(&task.task_id)
+            .arg(index_member(new.created_ms, id))
+            .arg(record)
+            .arg(window)
             .arg(entry_fields::TASK_ID)
             .arg(&task.task_id)
             .arg(entry_fields::ORIGINAL_FILE_KEY)
             .arg(&task.original_file_key);
-        for (field, value) in trace {
+        for (field, value) in new.trace {
             invocation.arg(field).arg(value);
         }
         let mut conn = self.connection();
-        self.run(("EVALSHA create", &key), invocation.invoke_async(&mut conn))
-            .await
+        let (outcome, value): (String, String) = self
+            .run(("EVALSHA create", &key), invocation.invoke_async(&mut conn))
+            .await?;
+        let task_of = |value: &str| TaskId::parse(value).map_err(StoreError::Corrupt);
+        match outcome.as_str() {
+            "created" => Ok(Created::New { entry_id: value }),
+            "existing" => Ok(Created::Existing(task_of(&value)?)),
+            "conflict" => Ok(Created::Conflict(task_of(&value)?)),
+            other => Err(StoreError::Corrupt(format!(
+                "create script answered {other:?}"
+            ))),
+        }
+    }
+
+    /// See [`super::Store::cancel`].
+    pub async fn cancel(
+        &self,
+        task_id: TaskId,
+        message: &str,
+        now: &str,
+    ) -> Result<CancelOutcome, StoreError> {
+        let key = task_key(task_id);
+        let keys = &self.inner.keys;
+        let mut invocation = scripts::CANCEL.prepare_invoke();
+        invocation
+            .key(&key)
+            .key(&keys.stream)
+            .key(&keys.entries)
+            .key(&keys.watch)
+            .arg(task_id.to_string())
+            .arg(message)
+            .arg(now)
+            .arg(self.inner.ttl_secs)
+            .arg(GROUP)
+            .arg(&keys.cancellations);
+        let mut conn = self.connection();
+        let (outcome, status): (String, String) = self
+            .run(("EVALSHA cancel", &key), invocation.invoke_async(&mut conn))
+            .await?;
+        match outcome.as_str() {
+            "cancelled" => Ok(CancelOutcome::Cancelled),
+            "accepted" => Ok(CancelOutcome::Accepted(RawStatus::parse(&status))),
+            "missing" => Ok(CancelOutcome::Missing),
+            "final" => match RawStatus::parse(&status).final_status() {
+                Some(status) => Ok(CancelOutcome::Final(status)),
+                None => Err(StoreError::Corrupt(format!(
+                    "cancel script said final for {status:?}"
+                ))),
+            },
+            other => Err(StoreError::Corrupt(format!(
+                "cancel script answered {other:?}"
+            ))),
+        }
     }
 
     /// See [`super::Store::read`].
@@ -250,6 +326,7 @@ impl RedisStore {
             .key(&key)
             .key(&self.inner.keys.stream)
             .key(&self.inner.keys.watch)
+            .key(&self.inner.keys.entries)
             .arg(request.task_id.to_string())
             .arg(request.message)
             .arg(request.now)
@@ -284,6 +361,7 @@ impl RedisStore {
             .key(&key)
             .key(&self.inner.keys.stream)
             .key(&self.inner.keys.watch)
+            .key(&self.inner.keys.entries)
             .arg(entry.task_id.to_string())
             .arg(GROUP)
             .arg(&entry.id)

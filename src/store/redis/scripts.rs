@@ -25,3 +25,12 @@ pub(super) static FORGET_CONSUMERS: LazyLock<Script> =
 /// One look at a watched task.
 pub(super) static SETTLE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/settle.lua")));
+/// Cancel of a task not yet accepted: FAILED, out of the queue, announced.
+pub(super) static CANCEL: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/cancel.lua")));
+/// One page of ListTasks, trimming members whose task is gone.
+pub(super) static LIST: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/list.lua")));
+/// A slice of the task index looked at for members whose task is gone.
+pub(super) static TRIM_INDEX: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/trim_index.lua")));

@@ -1,7 +1,7 @@
 -- Ends a task FAILED, fenced: a final task is never changed, a missing one is never recreated,
 -- and with an expected updated_at the write happens only if nobody wrote since it was read.
 -- Optionally acknowledges and deletes the task's dispatch entry in the same step.
--- KEYS[1] task hash, KEYS[2] dispatch stream, KEYS[3] watch list
+-- KEYS[1] task hash, KEYS[2] dispatch stream, KEYS[3] watch list, KEYS[4] entry index
 -- ARGV[1] task id, ARGV[2] error message, ARGV[3] now, ARGV[4] TTL seconds, ARGV[5] group,
 -- ARGV[6] entry id or '', ARGV[7] expected updated_at or ''
 local current = redis.call('HMGET', KEYS[1], 'status', 'updated_at')
@@ -24,6 +24,7 @@ end
 if ARGV[6] ~= '' then
   redis.call('XACK', KEYS[2], ARGV[5], ARGV[6])
   redis.call('XDEL', KEYS[2], ARGV[6])
+  redis.call('HDEL', KEYS[4], ARGV[1])
 end
 if outcome ~= 'changed' then
   redis.call('ZREM', KEYS[3], ARGV[1])

@@ -4,7 +4,8 @@ use std::{collections::HashMap, net::SocketAddr, sync::RwLock};
 
 use task_service::{
     proto::task::{
-        CreateTaskRequest, CreateTaskResponse, GetTaskStatusRequest, GetTaskStatusResponse,
+        CancelTaskRequest, CreateTaskRequest, CreateTaskResponse, GetTaskStatusRequest,
+        GetTaskStatusResponse, ListTasksRequest, ListTasksResponse, WatchTaskRequest,
         task_server::{Task, TaskServer},
     },
     task::TaskId,
@@ -50,8 +51,38 @@ impl Task for Memory {
             result_file_key: format!("./data/videos/{id}/result.mp4"),
             task_id: id,
             status: if known { "PENDING" } else { "COMPLETED" }.into(),
-            error_message: String::new(),
+            ..GetTaskStatusResponse::default()
         }))
+    }
+
+    // The ceiling measures CreateTask and GetTaskStatus only.
+    type WatchTaskStream = tokio_stream::Empty<Result<GetTaskStatusResponse, Status>>;
+
+    async fn watch_task(
+        &self,
+        _: Request<WatchTaskRequest>,
+    ) -> Result<Response<Self::WatchTaskStream>, Status> {
+        Err(Status::unimplemented(
+            "the ceiling server measures CreateTask and GetTaskStatus",
+        ))
+    }
+
+    async fn cancel_task(
+        &self,
+        _: Request<CancelTaskRequest>,
+    ) -> Result<Response<GetTaskStatusResponse>, Status> {
+        Err(Status::unimplemented(
+            "the ceiling server measures CreateTask and GetTaskStatus",
+        ))
+    }
+
+    async fn list_tasks(
+        &self,
+        _: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
+        Err(Status::unimplemented(
+            "the ceiling server measures CreateTask and GetTaskStatus",
+        ))
     }
 }
 

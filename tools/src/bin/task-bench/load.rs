@@ -244,6 +244,7 @@ async fn seed_through_api(
             for _ in 0..per_client {
                 let request = CreateTaskRequest {
                     original_file_key: key.clone(),
+                    request_id: String::new(),
                 };
                 ids.push(client.create_task(request).await?.into_inner().task_id);
             }
@@ -328,6 +329,7 @@ async fn client_loop(
         let code = if create {
             let request = CreateTaskRequest {
                 original_file_key: plan.file_key.clone(),
+                request_id: String::new(),
             };
             match client.create_task(request).await {
                 Ok(response) => {

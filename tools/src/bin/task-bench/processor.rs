@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 
 use task_service::{
     config::Config,
-    proto::processor::{ProcessVideoRequest, ProcessVideoResponse, processor_server},
+    proto::processor::{
+        CancelVideoRequest, CancelVideoResponse, ProcessVideoRequest, ProcessVideoResponse,
+        processor_server,
+    },
     store::{ProcessorReport, Store},
     task::{TaskId, now_timestamp},
 };
@@ -37,6 +40,14 @@ impl processor_server::Processor for Instant {
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ProcessVideoResponse {}))
+    }
+
+    /// Every task ends at once: there is never work left to stop.
+    async fn cancel_video(
+        &self,
+        _: Request<CancelVideoRequest>,
+    ) -> Result<Response<CancelVideoResponse>, Status> {
+        Ok(Response::new(CancelVideoResponse {}))
     }
 }
 
