@@ -410,6 +410,41 @@ async fn reflection_lists_the_task_service() {
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
     );
+    // Every method of task.Task, the additive ones included.
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol("task.Task".into())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.next().await.unwrap().unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = answer.message_response else {
+        panic!("not a file descriptor: {answer:?}");
+    };
+    let methods: Vec<String> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| {
+            <prost_types::FileDescriptorProto as prost::Message>::decode(&bytes[..]).unwrap()
+        })
+        .flat_map(|file| file.service)
+        .filter(|service| service.name() == "Task")
+        .flat_map(|service| service.method)
+        .map(|method| method.name().to_owned())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "CreateTask",
+            "GetTaskStatus",
+            "WatchTask",
+            "CancelTask",
+            "ListTasks"
+        ]
+    );
     service.stop().await;
 }
 

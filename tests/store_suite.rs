@@ -10,8 +10,8 @@ use common::{TestRedis, eventually};
 use task_service::{
     config::{Config, RedisConfig},
     store::{
-        AcceptOutcome, FailOutcome, FailRequest, MemoryStore, NewTask, QueueEntry, RedisStore,
-        Settled, Store, Taken,
+        AcceptOutcome, CancelOutcome, Change, Created, FailOutcome, FailRequest, ListQuery,
+        MemoryStore, NewTask, QueueEntry, RedisStore, Settled, Store, Taken,
     },
     task::{RawStatus, TaskId, TaskRecord, TaskStatus},
 };
@@ -32,6 +32,10 @@ async fn suite(make: impl Fn() -> Store, blocked: impl AsyncFn(&Store) -> usize)
     a_blocked_read_wakes_on_a_new_entry(make(), blocked).await;
     accepted_tasks_are_watched_until_final(make()).await;
     consumers_holding_nothing_are_forgotten(make()).await;
+    a_request_id_answers_its_first_task(make()).await;
+    cancel_fails_what_the_processor_has_not_accepted(make()).await;
+    listing_pages_newest_first_each_task_once(make()).await;
+    listeners_hear_of_writes_and_cancellations(make()).await;
 }
 
 async fn create(store: &Store, trace: &[(String, String)]) -> TaskRecord {
@@ -437,6 +441,210 @@ async fn consumers_holding_nothing_are_forgotten(store: Store) {
         1,
         "the holder keeps its entry"
     );
+}
+
+async fn a_request_id_answers_its_first_task(store: Store) {
+    let window = Duration::from_secs(60);
+    let first = TaskRecord::new_pending(TaskId::new_v4(), "a.mp4", NOW);
+    let with_request = |record| NewTask {
+        request: Some(("req-1", window)),
+        ..NewTask::now(record, &[])
+    };
+    assert!(matches!(
+        store.create(with_request(&first)).await.unwrap(),
+        Created::New { .. }
+    ));
+    let retry = TaskRecord::new_pending(TaskId::new_v4(), "a.mp4", NOW);
+    assert_eq!(
+        store.create(with_request(&retry)).await.unwrap(),
+        Created::Existing(id(&first))
+    );
+    let other_file = TaskRecord::new_pending(TaskId::new_v4(), "b.mp4", NOW);
+    assert_eq!(
+        store.create(with_request(&other_file)).await.unwrap(),
+        Created::Conflict(id(&first))
+    );
+    for unwritten in [&retry, &other_file] {
+        assert_eq!(store.read(id(unwritten)).await.unwrap(), None);
+    }
+    let queued = entries(store.read_new("a", 10, Duration::ZERO).await.unwrap());
+    assert_eq!(queued.len(), 1, "one entry, for the first call's task");
+    let listed = store
+        .list(ListQuery {
+            after: None,
+            status: None,
+            page_size: 10,
+            budget: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.tasks, vec![first]);
+}
+
+async fn cancel_fails_what_the_processor_has_not_accepted(store: Store) {
+    let queued = create(&store, &[]).await;
+    assert_eq!(
+        store
+            .cancel(id(&queued), "cancelled: wrong file", LATER)
+            .await
+            .unwrap(),
+        CancelOutcome::Cancelled
+    );
+    let cancelled = store.read(id(&queued)).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            cancelled.status.as_str(),
+            cancelled.error_message.as_str(),
+            cancelled.updated_at.as_str()
+        ),
+        ("FAILED", "cancelled: wrong file", LATER)
+    );
+    assert_ttl_about(&store, id(&queued)).await;
+    assert!(
+        entries(store.read_new("a", 10, Duration::ZERO).await.unwrap()).is_empty(),
+        "its entry left the queue"
+    );
+    assert_eq!(
+        store.cancel(id(&queued), "cancelled", LATER).await.unwrap(),
+        CancelOutcome::Final(TaskStatus::Failed)
+    );
+    assert_eq!(
+        store
+            .cancel(TaskId::new_v4(), "cancelled", LATER)
+            .await
+            .unwrap(),
+        CancelOutcome::Missing
+    );
+
+    // Delivered and accepted: the Processor has it, and must be asked first.
+    let accepted = create(&store, &[]).await;
+    let delivered = entries(store.read_new("a", 10, Duration::ZERO).await.unwrap());
+    assert_eq!(
+        store.accepted(&delivered[0], 1_000).await.unwrap(),
+        AcceptOutcome::Watching
+    );
+    assert_eq!(
+        store
+            .cancel(id(&accepted), "cancelled", LATER)
+            .await
+            .unwrap(),
+        CancelOutcome::Accepted(RawStatus::Known(TaskStatus::Pending))
+    );
+    assert_eq!(
+        store.read(id(&accepted)).await.unwrap().unwrap().status,
+        RawStatus::Known(TaskStatus::Pending),
+        "nothing written"
+    );
+
+    // Delivered, its call in flight (not yet accepted): cancelled, entry and all.
+    let in_flight = create(&store, &[]).await;
+    let delivered = entries(store.read_new("a", 10, Duration::ZERO).await.unwrap());
+    assert_eq!(delivered[0].task_id, id(&in_flight));
+    assert_eq!(
+        store
+            .cancel(id(&in_flight), "cancelled", LATER)
+            .await
+            .unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(store.queue_stats().await.unwrap().pending, 0);
+}
+
+async fn listing_pages_newest_first_each_task_once(store: Store) {
+    let mut made = Vec::new();
+    for ms in 1..=7u64 {
+        let record = TaskRecord::new_pending(TaskId::new_v4(), "a.mp4", NOW);
+        let task = NewTask {
+            created_ms: 1_700_000_000_000 + ms * 1_000,
+            ..NewTask::now(&record, &[])
+        };
+        store.create(task).await.unwrap();
+        made.push(record);
+    }
+    store
+        .processor_write(id(&made[2]), &[("status", "COMPLETED")])
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list(ListQuery {
+                after: after.as_deref(),
+                status: None,
+                page_size: 3,
+                budget: 60,
+            })
+            .await
+            .unwrap();
+        assert!(page.tasks.len() <= 3);
+        seen.extend(page.tasks.into_iter().map(|t| t.task_id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let newest_first: Vec<String> = made.iter().rev().map(|t| t.task_id.clone()).collect();
+    assert_eq!(seen, newest_first);
+    let completed = store
+        .list(ListQuery {
+            after: None,
+            status: Some(TaskStatus::Completed),
+            page_size: 10,
+            budget: 100,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = completed.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(ids, [made[2].task_id.as_str()]);
+    // A budget smaller than what must be looked at: a short page, and a way to go on.
+    let short = store
+        .list(ListQuery {
+            after: None,
+            status: Some(TaskStatus::Completed),
+            page_size: 10,
+            budget: 2,
+        })
+        .await
+        .unwrap();
+    assert!(short.tasks.is_empty());
+    assert!(short.next.is_some(), "more to look at");
+}
+
+async fn listeners_hear_of_writes_and_cancellations(store: Store) {
+    assert!(store.enable_notifications().await);
+    let (sink, mut changes) = tokio::sync::mpsc::channel(64);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let listening = tokio::spawn({
+        let store = store.clone();
+        let stop = stop.clone();
+        async move { store.listen(sink, true, stop).await }
+    });
+    let mut next_for = async |wanted: &dyn Fn(&Change) -> bool| {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let change = changes.recv().await.expect("listening");
+                if wanted(&change) {
+                    return change;
+                }
+            }
+        })
+        .await
+        .expect("a change within 5 s")
+    };
+    next_for(&|c| *c == Change::Missed).await;
+    let record = create(&store, &[]).await;
+    let task = id(&record);
+    next_for(&|c| *c == Change::Task(task)).await;
+    store
+        .processor_write(task, &[("status", "PROCESSING")])
+        .await
+        .unwrap();
+    next_for(&|c| *c == Change::Task(task)).await;
+    store.cancel(task, "cancelled", LATER).await.unwrap();
+    next_for(&|c| *c == Change::Cancelled(task)).await;
+    stop.cancel();
+    listening.await.unwrap();
 }
 
 async fn assert_ttl_about(store: &Store, task_id: TaskId) {

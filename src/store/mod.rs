@@ -378,7 +378,8 @@ impl Store {
     }
 
     /// Sends every [`Change`] to `sink` until `stop` (task changes only if `tasks`: else only
-    /// cancellations), reconnecting after failures (each of which is a [`Change::Missed`]).
+    /// cancellations), reconnecting after failures. A [`Change::Missed`] comes first, once
+    /// listening, and again after each reconnection.
     pub async fn listen(
         &self,
         sink: tokio::sync::mpsc::Sender<Change>,

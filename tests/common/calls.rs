@@ -7,7 +7,7 @@ use task_service::proto::task::{
     CreateTaskRequest, GetTaskStatusRequest, GetTaskStatusResponse, WatchTaskRequest,
     task_client::TaskClient,
 };
-use tonic::{Request, Status, transport::Channel};
+use tonic::{Request, Status, Streaming, transport::Channel};
 
 use super::{FakeProcessor, TestRedis, eventually};
 
@@ -114,23 +114,34 @@ impl Watched {
 
 /// Follows WatchTask for `task_id` to the end of its stream (or `limit`, which panics).
 pub async fn watch(client: &TaskClient<Channel>, task_id: &str, limit: Duration) -> Watched {
-    let mut client = client.clone();
-    let follow = async {
-        let mut stream = match client
-            .watch_task(WatchTaskRequest {
-                task_id: task_id.into(),
-            })
-            .await
-        {
-            Ok(stream) => stream.into_inner(),
-            Err(e) => {
-                return Watched {
-                    states: Vec::new(),
-                    end: Err(e),
-                };
-            }
-        };
-        let mut states = Vec::new();
+    match open_watch(client, task_id).await {
+        Ok(stream) => follow(stream, Vec::new(), limit).await,
+        Err(e) => Watched {
+            states: Vec::new(),
+            end: Err(e),
+        },
+    }
+}
+
+/// Opens a WatchTask stream.
+pub async fn open_watch(
+    client: &TaskClient<Channel>,
+    task_id: &str,
+) -> Result<Streaming<GetTaskStatusResponse>, Status> {
+    let request = WatchTaskRequest {
+        task_id: task_id.into(),
+    };
+    Ok(client.clone().watch_task(request).await?.into_inner())
+}
+
+/// Reads `stream` to its end (or `limit`, which panics), after the states already `seen`.
+pub async fn follow(
+    mut stream: Streaming<GetTaskStatusResponse>,
+    seen: Vec<GetTaskStatusResponse>,
+    limit: Duration,
+) -> Watched {
+    let read = async move {
+        let mut states = seen;
         loop {
             match stream.message().await {
                 Ok(Some(state)) => states.push(state),
@@ -149,7 +160,7 @@ pub async fn watch(client: &TaskClient<Channel>, task_id: &str, limit: Duration)
             }
         }
     };
-    tokio::time::timeout(limit, follow)
+    tokio::time::timeout(limit, read)
         .await
-        .unwrap_or_else(|_| panic!("the watch of {task_id} did not end within {limit:?}"))
+        .unwrap_or_else(|_| panic!("a watch did not end within {limit:?}"))
 }

@@ -160,6 +160,10 @@ impl MemoryStore {
     /// See [`super::Store::listen`].
     pub async fn listen(&self, sink: mpsc::Sender<Change>, tasks: bool, stop: CancellationToken) {
         let mut changes = self.changes.subscribe();
+        // Listening from now on (as the Redis store says once subscribed).
+        if sink.send(Change::Missed).await.is_err() {
+            return;
+        }
         loop {
             let change = tokio::select! {
                 change = changes.recv() => change,
