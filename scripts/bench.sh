@@ -8,7 +8,8 @@
 #   BENCH_ROUNDS=5 BENCH_DURATION=10s BENCH_BIG=0 scripts/bench.sh
 #
 # Settings: BENCH_ROUNDS (3), BENCH_DURATION (5s per run), BENCH_CLIENTS (50),
-# BENCH_CONNECTIONS (10), BENCH_BIG (1: also measure with 1,000,000 stored tasks).
+# BENCH_CONNECTIONS (10), BENCH_BIG (1: also measure with 1,000,000 stored tasks),
+# BENCH_WATCHES (10000 open watches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,12 @@ start_service() {
 
 # The limiter stays in the stack but never binds: one benchmark client is one peer address.
 full_port=$(start_service full TASK_RATE_LIMIT_PER_CLIENT=100000000)
+# Two for 10,000 watches from one client: woken by Redis's notifications, and by polling alone.
+many_watches="TASK_WATCH_MAX_PER_CLIENT=20000 TASK_WATCH_MAX_TOTAL=20000"
+# shellcheck disable=SC2086
+watch_port=$(start_service watch $many_watches)
+# shellcheck disable=SC2086
+watch_poll_port=$(start_service watch-poll $many_watches TASK_WATCH_NOTIFICATIONS=off)
 minimal_port=$(start_service minimal TASK_RATE_LIMIT_PER_CLIENT=0 TASK_MAX_IN_FLIGHT=0 TASK_REQUEST_TRACING=off)
 ceiling_port=$(free_port)
 "$bin/task-bench" ceiling --listen "127.0.0.1:$ceiling_port" >"$work/ceiling.log" 2>&1 &
@@ -74,8 +81,11 @@ load --addr "http://127.0.0.1:$full_port" --scenario get --rate $((peak / 2)) --
 "$bin/task-bench" run --json --addr "http://127.0.0.1:$full_port" --scenario get --clients 1000 --connections 100 \
   --duration "$DURATION" --pid "$(cat "$work/full.pid")" --label get-1000-clients >> "$work/results.jsonl"
 
-echo "== create, mixed, end to end" >&2
-load --addr "http://127.0.0.1:$full_port" --scenario create --label create-full >> "$work/results.jsonl"
+echo "== create without and with a request_id, mixed, end to end" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  load --addr "http://127.0.0.1:$full_port" --scenario create --label create-full >> "$work/results.jsonl"
+  load --addr "http://127.0.0.1:$full_port" --scenario create-idempotent --label create-idempotent-full >> "$work/results.jsonl"
+done
 load --addr "http://127.0.0.1:$full_port" --scenario mixed --label mixed-full >> "$work/results.jsonl"
 # End to end: through Redis, the queue, the dispatcher and a Processor that completes at once;
 # first the tasks of the create and mixed runs are left to drain, so that e2e has the dispatcher
@@ -84,14 +94,23 @@ load --addr "http://127.0.0.1:$full_port" --scenario mixed --label mixed-full >>
 "$bin/task-bench" run --json --clients "$CLIENTS" --connections "$CONNECTIONS" --duration 10s \
   --addr "http://127.0.0.1:$full_port" --scenario e2e --label e2e-full >> "$work/results.jsonl"
 
+echo "== 10,000 open watches, woken by Redis and by polling" >&2
+watches() {
+  "$bin/task-bench" watches --json --redis-port "$redis_port" --watches "${BENCH_WATCHES:-10000}" --idle 10s "$@"
+}
+watches --addr "http://127.0.0.1:$watch_port" --pid "$(cat "$work/watch.pid")" --label watches-notified >> "$work/results.jsonl"
+watches --addr "http://127.0.0.1:$watch_poll_port" --pid "$(cat "$work/watch-poll.pid")" --label watches-polling >> "$work/results.jsonl"
+
 echo "== stored tasks: 10,000$([ "$BIG" = 1 ] && echo ' and 1,000,000')" >&2
-redis-cli -p "$redis_port" FLUSHALL >/dev/null
-"$bin/task-bench" seed --redis-port "$redis_port" --count 10000 --json | sed 's/^{/{"label":"seed-10k",/' >> "$work/results.jsonl"
-load --addr "http://127.0.0.1:$full_port" --scenario get --seeded 10000 --label get-10k-stored >> "$work/results.jsonl"
-if [ "$BIG" = 1 ]; then
+# Seeded as CreateTask leaves them: the hash and a member of the creation index.
+stored() {
   redis-cli -p "$redis_port" FLUSHALL >/dev/null
-  "$bin/task-bench" seed --redis-port "$redis_port" --count 1000000 --json | sed 's/^{/{"label":"seed-1m",/' >> "$work/results.jsonl"
-  load --addr "http://127.0.0.1:$full_port" --scenario get --seeded 1000000 --label get-1m-stored >> "$work/results.jsonl"
-fi
+  "$bin/task-bench" seed --redis-port "$redis_port" --count "$1" --index-prefix bench-full --json \
+    | sed "s/^{/{\"label\":\"seed-$2\",/" >> "$work/results.jsonl"
+  load --addr "http://127.0.0.1:$full_port" --scenario get --seeded "$1" --label "get-$2-stored" >> "$work/results.jsonl"
+  load --addr "http://127.0.0.1:$full_port" --scenario list --label "list-$2-stored" >> "$work/results.jsonl"
+}
+stored 10000 10k
+[ "$BIG" = 1 ] && stored 1000000 1m
 
 python3 scripts/bench_table.py "$work/results.jsonl"

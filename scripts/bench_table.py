@@ -42,6 +42,8 @@ print(f"| GetTaskStatus, full stack | {fmt(full)} | {fmt(p99_ms('get-full'), '{:
 for label, name in [("create-full", "CreateTask, full stack"), ("mixed-full", "mixed 1:9 create:get, full stack")]:
     value = median(label)
     print(f"| {name} | {fmt(value)} | {fmt(p99_ms(label), '{:.2f}')} | {fmt(ratio(value, hset), '{:.2f}')} x HSET |")
+create, idempotent = median("create-full"), median("create-idempotent-full")
+print(f"| CreateTask with a request_id, full stack | {fmt(idempotent)} | {fmt(p99_ms('create-idempotent-full'), '{:.2f}')} | {fmt(ratio(idempotent, create), '{:.2f}')} x without |")
 half = runs.get("get-half-peak", [None])[0]
 if half:
     print(f"| GetTaskStatus paced at half the peak ({half['target_rate']:,.0f}/s) | {half['requests_per_sec']:,.0f} | {half['latency']['p99_us'] / 1000:.2f} | target p99 <= 2 ms |")
@@ -54,6 +56,18 @@ for label, seed in [("get-10k-stored", "seed-10k"), ("get-1m-stored", "seed-1m")
         per_task = runs[seed][0]["bytes_per_task"]
         value = median(label)
         print(f"| GetTaskStatus with {runs[seed][0]['tasks']:,} stored tasks | {fmt(value)} | {fmt(p99_ms(label), '{:.2f}')} | {per_task:,.0f} bytes of Redis memory per task |")
+list_10k, list_1m = median("list-10k-stored"), median("list-1m-stored")
+for label, value in [("list-10k-stored", list_10k), ("list-1m-stored", list_1m)]:
+    if value is not None:
+        tasks = runs[label.replace("list", "seed").replace("-stored", "")][0]["tasks"]
+        note = f"{fmt(ratio(list_1m, list_10k), '{:.2f}')} x with 10,000 stored" if label == "list-1m-stored" else "pages of 50, walked on"
+        print(f"| ListTasks with {tasks:,} stored tasks | {fmt(value)} | {fmt(p99_ms(label), '{:.2f}')} | {note} |")
+for label, how in [("watches-notified", "woken by Redis"), ("watches-polling", "polling every 1 s")]:
+    w = runs.get(label, [None])[0]
+    if w:
+        grown = (w["rss_open_bytes"] or 0) - (w["rss_before_bytes"] or 0)
+        extra = w["redis_commands_per_sec_idle_with"] - w["redis_commands_per_sec_idle_without"]
+        print(f"| {w['opened']:,} open watches, {how} | - | {w['end_latency']['p99_us'] / 1000:.1f} to see COMPLETED | RSS +{grown / 1048576:.1f} MiB ({grown / max(w['opened'], 1):,.0f} B/watch); Redis idle {w['redis_commands_per_sec_idle_without']:,.0f} -> {w['redis_commands_per_sec_idle_with']:,.0f} cmds/s ({extra / max(w['opened'], 1):.3f} per watch per s); {w['ended_completed']:,} ended COMPLETED, {w['ended_otherwise']} otherwise; median {w['end_latency']['p50_us'] / 1000:.1f} ms |")
 e2e = runs.get("e2e-full", [None])[0]
 if e2e:
     e = e2e["e2e"]

@@ -12,12 +12,16 @@ use std::{
 use bb8_redis::redis::{self, AsyncCommands};
 use common::{
     FakeProcessor, Reply, ServiceProcess, TestRedis, TestService,
-    calls::{Watched, create, follow, open_watch, status, vars, watch},
-    eventually,
+    calls::{Watched, create, follow, open_watch, status, vars, wait_for_status, watch},
+    eventually, storage_with_video,
 };
-use task_service::proto::task::{
-    CancelTaskRequest, CreateTaskRequest, GetTaskStatusResponse, ListTasksRequest,
-    task_client::TaskClient,
+use task_service::{
+    processor::reference::ReferenceProcessor,
+    proto::task::{
+        CancelTaskRequest, CreateTaskRequest, GetTaskStatusResponse, ListTasksRequest,
+        task_client::TaskClient,
+    },
+    validate::StorageRoot,
 };
 use tonic::{Code, transport::Channel};
 
@@ -359,6 +363,50 @@ async fn cancel_of_an_accepted_task_asks_the_processor() {
     assert_eq!(down.code(), Code::Unavailable, "{}", down.message());
     assert!(down.message().contains("unchanged"), "{}", down.message());
     assert_eq!(status(&mut client, &task).await.status, "PENDING");
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_of_a_processing_task_stops_the_reference_processor() {
+    let redis = TestRedis::start().await;
+    let (storage, key) = storage_with_video();
+    let store = common::service::redis_store(&common::service::config(&redis.vars()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let processor_addr = listener.local_addr().unwrap();
+    // It answers ProcessVideo when done: the call stays in flight while it works.
+    let reference = ReferenceProcessor::new(store, StorageRoot::new(storage.path()))
+        .with_work_time(Duration::from_secs(60));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(reference.into_service())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut env = redis.vars();
+    env.extend(
+        [
+            ("PROCESSOR_GRPC_ADDR", processor_addr.to_string()),
+            ("LOCAL_STORAGE_PATH", storage.text()),
+            ("TASK_PROCESSOR_TIMEOUT", "90s".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let service = TestService::start(&env).await;
+    let mut client = service.client().await;
+    let task = create(&mut client, &key).await;
+    wait_for_status(&client, &task, "PROCESSING", LONG).await;
+    let answer = cancel(&client, &task, "stop").await.unwrap();
+    assert_eq!(
+        (answer.status.as_str(), answer.error_message.as_str()),
+        ("FAILED", "cancelled: stop")
+    );
+    // Its entry is gone (the call in flight was cut), and the Processor wrote nothing after.
+    assert_eq!(stream_length(&redis).await, 0);
+    let after = status(&mut client, &task).await;
+    assert_eq!(
+        (after.status.as_str(), after.error_message.as_str()),
+        ("FAILED", "cancelled: stop")
+    );
+    assert!(!storage.path().join(&task).join("result.mp4").exists());
     service.stop().await;
 }
 

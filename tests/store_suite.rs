@@ -10,8 +10,8 @@ use common::{TestRedis, eventually};
 use task_service::{
     config::{Config, RedisConfig},
     store::{
-        AcceptOutcome, CancelOutcome, Change, Created, FailOutcome, FailRequest, ListQuery,
-        MemoryStore, NewTask, QueueEntry, RedisStore, Settled, Store, Taken,
+        AcceptOutcome, CancelAs, CancelOutcome, Change, Created, FailOutcome, FailRequest,
+        ListQuery, MemoryStore, NewTask, QueueEntry, RedisStore, Settled, Store, Taken,
     },
     task::{RawStatus, TaskId, TaskRecord, TaskStatus},
 };
@@ -485,7 +485,12 @@ async fn cancel_fails_what_the_processor_has_not_accepted(store: Store) {
     let queued = create(&store, &[]).await;
     assert_eq!(
         store
-            .cancel(id(&queued), "cancelled: wrong file", LATER)
+            .cancel(
+                id(&queued),
+                "cancelled: wrong file",
+                LATER,
+                CancelAs::Unaccepted
+            )
             .await
             .unwrap(),
         CancelOutcome::Cancelled
@@ -505,12 +510,15 @@ async fn cancel_fails_what_the_processor_has_not_accepted(store: Store) {
         "its entry left the queue"
     );
     assert_eq!(
-        store.cancel(id(&queued), "cancelled", LATER).await.unwrap(),
+        store
+            .cancel(id(&queued), "cancelled", LATER, CancelAs::Unaccepted)
+            .await
+            .unwrap(),
         CancelOutcome::Final(TaskStatus::Failed)
     );
     assert_eq!(
         store
-            .cancel(TaskId::new_v4(), "cancelled", LATER)
+            .cancel(TaskId::new_v4(), "cancelled", LATER, CancelAs::Unaccepted)
             .await
             .unwrap(),
         CancelOutcome::Missing
@@ -525,7 +533,7 @@ async fn cancel_fails_what_the_processor_has_not_accepted(store: Store) {
     );
     assert_eq!(
         store
-            .cancel(id(&accepted), "cancelled", LATER)
+            .cancel(id(&accepted), "cancelled", LATER, CancelAs::Unaccepted)
             .await
             .unwrap(),
         CancelOutcome::Accepted(RawStatus::Known(TaskStatus::Pending))
@@ -535,6 +543,45 @@ async fn cancel_fails_what_the_processor_has_not_accepted(store: Store) {
         RawStatus::Known(TaskStatus::Pending),
         "nothing written"
     );
+    // Once the Processor agreed to stop it: cancelled.
+    assert_eq!(
+        store
+            .cancel(id(&accepted), "cancelled", LATER, CancelAs::ProcessorAgreed)
+            .await
+            .unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(store.queue_stats().await.unwrap().watched, 0);
+
+    // PROCESSING, its call still in flight: the Processor has it; once it agrees, the entry
+    // leaves the queue too.
+    let processing = create(&store, &[]).await;
+    let delivered = entries(store.read_new("a", 10, Duration::ZERO).await.unwrap());
+    assert_eq!(delivered[0].task_id, id(&processing));
+    store
+        .processor_write(id(&processing), &[("status", "PROCESSING")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .cancel(id(&processing), "cancelled", LATER, CancelAs::Unaccepted)
+            .await
+            .unwrap(),
+        CancelOutcome::Accepted(RawStatus::Known(TaskStatus::Processing))
+    );
+    assert_eq!(
+        store
+            .cancel(
+                id(&processing),
+                "cancelled",
+                LATER,
+                CancelAs::ProcessorAgreed
+            )
+            .await
+            .unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert_eq!(store.queue_stats().await.unwrap().pending, 0);
 
     // Delivered, its call in flight (not yet accepted): cancelled, entry and all.
     let in_flight = create(&store, &[]).await;
@@ -542,7 +589,7 @@ async fn cancel_fails_what_the_processor_has_not_accepted(store: Store) {
     assert_eq!(delivered[0].task_id, id(&in_flight));
     assert_eq!(
         store
-            .cancel(id(&in_flight), "cancelled", LATER)
+            .cancel(id(&in_flight), "cancelled", LATER, CancelAs::Unaccepted)
             .await
             .unwrap(),
         CancelOutcome::Cancelled
@@ -641,7 +688,11 @@ async fn listeners_hear_of_writes_and_cancellations(store: Store) {
         .await
         .unwrap();
     next_for(&|c| *c == Change::Task(task)).await;
-    store.cancel(task, "cancelled", LATER).await.unwrap();
+    // (PROCESSING: only once the Processor agreed.)
+    store
+        .cancel(task, "cancelled", LATER, CancelAs::ProcessorAgreed)
+        .await
+        .unwrap();
     next_for(&|c| *c == Change::Cancelled(task)).await;
     stop.cancel();
     listening.await.unwrap();

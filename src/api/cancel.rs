@@ -1,15 +1,16 @@
-//! CancelTask: a task the Processor has not accepted (queued, waiting for a retry, or its
-//! ProcessVideo call in flight on any replica) ends FAILED "cancelled: <reason>" in one fenced
-//! step that also takes its entry out of the queue and tells the replica delivering it (which
-//! cancels its call). A task the Processor accepted is cancelled by the Processor first
-//! (CancelVideo), then failed the same way. Answers the task's state after the call.
+//! CancelTask: a task the Processor has not accepted (PENDING: queued, waiting for a retry, or
+//! its ProcessVideo call in flight on any replica) ends FAILED "cancelled: <reason>" in one
+//! fenced step that also takes its entry out of the queue and tells the replica delivering it
+//! (which cancels its call). A task the Processor accepted (or shows PROCESSING) is stopped by
+//! the Processor first (CancelVideo), then cancelled the same way. Answers the task's state
+//! after the call.
 
 use crate::{
     error::Error,
     metrics::TaskEnd,
     proto::task::{CancelTaskRequest, GetTaskStatusResponse},
-    store::{CancelOutcome, FailOutcome, FailRequest},
-    task::{TaskId, now_timestamp},
+    store::{CancelAs, CancelOutcome},
+    task::{TaskId, TaskStatus, now_timestamp},
 };
 
 use super::TaskApi;
@@ -27,12 +28,14 @@ impl TaskApi {
         let message = message(&request.reason)?;
         let now = now_timestamp();
         let parts = &self.parts;
-        match parts.store.cancel(id, &message, &now).await? {
+        match parts
+            .store
+            .cancel(id, &message, &now, CancelAs::Unaccepted)
+            .await?
+        {
             CancelOutcome::Cancelled => self.cancelled(id).await,
             CancelOutcome::Missing => Err(Error::NotFound(id.to_text())),
-            CancelOutcome::Final(status) => Err(Error::FailedPrecondition(format!(
-                "task {id} is already {status}: only a task that is not final can be cancelled"
-            ))),
+            CancelOutcome::Final(status) => Err(final_already(id, status)),
             CancelOutcome::Accepted(_) => {
                 let Some(canceller) = &parts.canceller else {
                     return Err(Error::FailedPrecondition(
@@ -51,18 +54,18 @@ impl TaskApi {
                         )),
                     });
                 }
-                let request = FailRequest {
-                    task_id: id,
-                    message: &message,
-                    now: &now,
-                    expect_updated_at: None,
-                    entry_id: None,
-                };
-                match parts.store.fail(request).await? {
-                    FailOutcome::Failed => self.cancelled(id).await,
-                    FailOutcome::Missing => Err(Error::NotFound(id.to_text())),
-                    // It ended (or was cancelled by another call) meanwhile: its state says how.
-                    FailOutcome::AlreadyFinal | FailOutcome::Changed => {
+                // The Processor stopped it: cancelled whatever it showed, its entry (a call
+                // still in flight) included.
+                let now = now_timestamp();
+                match parts
+                    .store
+                    .cancel(id, &message, &now, CancelAs::ProcessorAgreed)
+                    .await?
+                {
+                    CancelOutcome::Cancelled => self.cancelled(id).await,
+                    CancelOutcome::Missing => Err(Error::NotFound(id.to_text())),
+                    // It ended (or another call cancelled it) meanwhile: its state says how.
+                    CancelOutcome::Final(_) | CancelOutcome::Accepted(_) => {
                         self.status(&id.to_text()).await
                     }
                 }
@@ -75,6 +78,12 @@ impl TaskApi {
         tracing::info!(task.id = %id, "task cancelled");
         self.status(&id.to_text()).await
     }
+}
+
+fn final_already(id: TaskId, status: TaskStatus) -> Error {
+    Error::FailedPrecondition(format!(
+        "task {id} is already {status}: only a task that is not final can be cancelled"
+    ))
 }
 
 /// `cancelled`, or `cancelled: <reason>`; a reason must be printable and at most 1 KiB.

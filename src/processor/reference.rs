@@ -6,13 +6,14 @@
 //! with the reason. It answers when it has finished. Like the contract's Processor it treats
 //! `task_id` as the idempotency key: a task already final, or already being worked on here,
 //! is answered OK and left alone. A simulated work time (`--work-time`) lets a person watch a
-//! task sit in PROCESSING. CancelVideo stops a task's work (it writes nothing after); so does
-//! the service dropping its ProcessVideo call.
+//! task sit in PROCESSING. CancelVideo stops a task's work and answers once it has stopped (it
+//! writes nothing after); so does the service dropping its ProcessVideo call. A cancelled task
+//! delivered again is answered OK and not started (the last [`REMEMBERED`] are kept).
 
 use tokio_util::sync::CancellationToken;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -35,8 +36,41 @@ pub struct ReferenceProcessor {
     store: Store,
     storage: StorageRoot,
     work_time: Duration,
-    /// The tasks being worked on, each with the token that stops its work.
-    working: Arc<Mutex<HashMap<TaskId, CancellationToken>>>,
+    /// The tasks being worked on.
+    working: Arc<Mutex<HashMap<TaskId, Work>>>,
+    /// Tasks cancelled here, never to be started again.
+    cancelled: Arc<Mutex<Cancelled>>,
+}
+
+/// Cancelled tasks remembered.
+pub const REMEMBERED: usize = 100_000;
+
+/// The last [`REMEMBERED`] cancelled tasks.
+#[derive(Debug, Default)]
+struct Cancelled {
+    ids: HashSet<TaskId>,
+    order: VecDeque<TaskId>,
+}
+
+impl Cancelled {
+    fn insert(&mut self, id: TaskId) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > REMEMBERED {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// One task being worked on: `stop` stops it; `done` is cancelled once the work has ended
+/// (written its last, or stopped), however it ends.
+#[derive(Clone, Debug, Default)]
+struct Work {
+    stop: CancellationToken,
+    done: CancellationToken,
 }
 
 impl ReferenceProcessor {
@@ -47,6 +81,7 @@ impl ReferenceProcessor {
             storage,
             work_time: Duration::ZERO,
             working: Arc::default(),
+            cancelled: Arc::default(),
         }
     }
 
@@ -104,18 +139,23 @@ impl ReferenceProcessor {
     }
 }
 
-/// Removes a task from the set of tasks being worked on, however the work ends.
+/// Removes a task from the set of tasks being worked on, and says its work is done, however the
+/// work ends (its call cancelled by the caller included).
 struct WorkingGuard<'a> {
-    working: &'a Mutex<HashMap<TaskId, CancellationToken>>,
+    working: &'a Mutex<HashMap<TaskId, Work>>,
     task_id: TaskId,
 }
 
 impl Drop for WorkingGuard<'_> {
     fn drop(&mut self) {
-        self.working
+        let work = self
+            .working
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.task_id);
+        if let Some(work) = work {
+            work.done.cancel();
+        }
     }
 }
 
@@ -144,13 +184,15 @@ impl processor_server::Processor for ReferenceProcessor {
             }
             Some(_) => {}
         }
-        let stop = CancellationToken::new();
+        let work = Work::default();
+        let stop = work.stop.clone();
         {
             let mut working = self.working.lock().unwrap_or_else(|p| p.into_inner());
-            if working.contains_key(&task_id) {
+            let cancelled = self.cancelled.lock().unwrap_or_else(|p| p.into_inner());
+            if working.contains_key(&task_id) || cancelled.ids.contains(&task_id) {
                 return Ok(Response::new(ProcessVideoResponse {}));
             }
-            working.insert(task_id, stop.clone());
+            working.insert(task_id, work);
         }
         let _guard = WorkingGuard {
             working: &self.working,
@@ -194,21 +236,26 @@ impl processor_server::Processor for ReferenceProcessor {
         Ok(Response::new(ProcessVideoResponse {}))
     }
 
-    /// Stops the work on a task being worked on here; it writes nothing for it after. A task
-    /// not being worked on here has nothing to stop: OK.
+    /// Stops the work on a task being worked on here, and answers once it has stopped: nothing
+    /// is written for the task after the answer (a write already under way finishes first). A
+    /// task not being worked on here has nothing to stop: OK.
     async fn cancel_video(
         &self,
         request: Request<CancelVideoRequest>,
     ) -> Result<Response<CancelVideoResponse>, Status> {
         let task_id =
             TaskId::parse(&request.into_inner().task_id).map_err(Status::invalid_argument)?;
-        if let Some(stop) = self
-            .working
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&task_id)
-        {
-            stop.cancel();
+        let work = {
+            let working = self.working.lock().unwrap_or_else(|p| p.into_inner());
+            self.cancelled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(task_id);
+            working.get(&task_id).cloned()
+        };
+        if let Some(work) = work {
+            work.stop.cancel();
+            work.done.cancelled().await;
         }
         Ok(Response::new(CancelVideoResponse {}))
     }

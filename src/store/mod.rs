@@ -153,13 +153,23 @@ pub enum CancelOutcome {
     /// The task was not accepted by the Processor: it is now FAILED, its entry out of the queue,
     /// and the instances delivering it were told.
     Cancelled,
-    /// The Processor accepted the task (it has no dispatch entry): nothing was written; the
-    /// Processor must be asked to cancel first.
+    /// The Processor accepted the task (it has no dispatch entry, or it shows PROCESSING):
+    /// nothing was written; the Processor must be asked to cancel first.
     Accepted(RawStatus),
     /// The task is final already: nothing was written.
     Final(TaskStatus),
     /// There is no such task.
     Missing,
+}
+
+/// Which tasks a [`Store::cancel`] may fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelAs {
+    /// Only one the Processor has not accepted: PENDING, with its dispatch entry (queued,
+    /// waiting for a retry, or its call in flight).
+    Unaccepted,
+    /// Any that is not final: the Processor agreed to stop it (CancelVideo answered OK).
+    ProcessorAgreed,
 }
 
 /// One page of tasks asked of [`Store::list`].
@@ -346,14 +356,16 @@ impl Store {
         each!(self, s => s.create(task).await)
     }
 
-    /// Cancels a task the Processor has not accepted (see [`CancelOutcome`]), fenced.
+    /// Cancels a task as `how` allows (see [`CancelOutcome`]), fenced: FAILED with `message`,
+    /// its dispatch entry (if any) out of the queue, and every instance told.
     pub async fn cancel(
         &self,
         task_id: TaskId,
         message: &str,
         now: &str,
+        how: CancelAs,
     ) -> Result<CancelOutcome, StoreError> {
-        each!(self, s => s.cancel(task_id, message, now).await)
+        each!(self, s => s.cancel(task_id, message, now, how).await)
     }
 
     /// A page of tasks, newest first; removes index members whose task is gone on the way.

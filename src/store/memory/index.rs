@@ -3,7 +3,7 @@
 
 use super::{MemoryStore, State};
 use crate::{
-    store::{CancelOutcome, Change, ListPage, ListQuery, StoreError, layout::index_task},
+    store::{CancelAs, CancelOutcome, Change, ListPage, ListQuery, StoreError, layout::index_task},
     task::{RawStatus, TaskId, TaskRecord, TaskStatus, fields},
 };
 
@@ -70,6 +70,7 @@ impl MemoryStore {
         task_id: TaskId,
         message: &str,
         now: &str,
+        how: CancelAs,
     ) -> Result<CancelOutcome, StoreError> {
         let mut state = self.lock();
         let ttl = self.ttl;
@@ -80,9 +81,11 @@ impl MemoryStore {
             return Ok(CancelOutcome::Final(status));
         }
         let status = RawStatus::parse(task.field(fields::STATUS));
-        let Some(entry) = state.entry_of.get(&task_id).copied() else {
+        let entry = state.entry_of.get(&task_id).copied();
+        let unaccepted = entry.is_some() && status == RawStatus::Known(TaskStatus::Pending);
+        if how == CancelAs::Unaccepted && !unaccepted {
             return Ok(CancelOutcome::Accepted(status));
-        };
+        }
         let task = state.task(task_id).expect("looked up above");
         for (field, value) in [
             (fields::STATUS, TaskStatus::Failed.as_str()),
@@ -93,9 +96,11 @@ impl MemoryStore {
             task.fields.insert(field.to_owned(), value.to_owned());
         }
         task.expires_at = Some(tokio::time::Instant::now() + ttl);
-        state.pending.remove(&entry);
-        state.entries.remove(&entry);
-        state.entry_of.remove(&task_id);
+        if let Some(entry) = entry {
+            state.pending.remove(&entry);
+            state.entries.remove(&entry);
+            state.entry_of.remove(&task_id);
+        }
         state.unwatch(task_id);
         drop(state);
         self.changed(Change::Cancelled(task_id));

@@ -30,8 +30,8 @@ use bb8_redis::{
 use tracing::Instrument;
 
 use super::{
-    AcceptOutcome, CancelOutcome, Created, FailOutcome, FailRequest, GROUP, NewTask, QueueEntry,
-    StoreError,
+    AcceptOutcome, CancelAs, CancelOutcome, Created, FailOutcome, FailRequest, GROUP, NewTask,
+    QueueEntry, StoreError,
     layout::{Keys, entry_fields, index_member, task_key},
 };
 use crate::{
@@ -269,6 +269,7 @@ impl RedisStore {
         task_id: TaskId,
         message: &str,
         now: &str,
+        how: CancelAs,
     ) -> Result<CancelOutcome, StoreError> {
         let key = task_key(task_id);
         let keys = &self.inner.keys;
@@ -283,7 +284,11 @@ impl RedisStore {
             .arg(now)
             .arg(self.inner.ttl_secs)
             .arg(GROUP)
-            .arg(&keys.cancellations);
+            .arg(&keys.cancellations)
+            .arg(match how {
+                CancelAs::Unaccepted => "unaccepted",
+                CancelAs::ProcessorAgreed => "agreed",
+            });
         let mut conn = self.connection();
         let (outcome, status): (String, String) = self
             .run(("EVALSHA cancel", &key), invocation.invoke_async(&mut conn))

@@ -14,7 +14,9 @@ use std::{
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use task_service::{
-    proto::task::{CreateTaskRequest, GetTaskStatusRequest, task_client::TaskClient},
+    proto::task::{
+        CreateTaskRequest, GetTaskStatusRequest, ListTasksRequest, task_client::TaskClient,
+    },
     server::rpc_metrics::code_name,
 };
 use tokio::time::Instant;
@@ -68,6 +70,9 @@ pub(crate) struct Args {
     /// For get and mixed: read ids 0..N of the deterministic space (`task-bench seed`) instead.
     #[arg(long)]
     seeded: Option<u64>,
+    /// For list: tasks per page.
+    #[arg(long, default_value_t = 50)]
+    page_size: i32,
     /// For mixed: the share of CreateTask.
     #[arg(long, default_value_t = 0.1)]
     create_ratio: f64,
@@ -86,6 +91,11 @@ enum Scenario {
     Get,
     /// CreateTask.
     Create,
+    /// CreateTask, each call with a request_id of its own (the idempotency record's cost).
+    CreateIdempotent,
+    /// ListTasks, each client walking the pages on from where it was (back to the first at
+    /// the end).
+    List,
     /// CreateTask and GetTaskStatus mixed.
     Mixed,
     /// CreateTask, then wait until every task is COMPLETED.
@@ -115,6 +125,7 @@ struct Plan {
     ids: Ids,
     file_key: String,
     create_ratio: f64,
+    page_size: i32,
     interval: Option<Duration>,
 }
 
@@ -164,6 +175,7 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         ids,
         file_key: args.file_key.clone(),
         create_ratio: args.create_ratio,
+        page_size: args.page_size,
         interval: args
             .rate
             .map(|r| Duration::from_secs_f64(args.clients as f64 / r)),
@@ -304,6 +316,7 @@ async fn client_loop(
     };
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let mut next = start;
+    let mut page_token = String::new();
     while stop.another() {
         let scheduled = match plan.interval {
             // On schedule: wait, and time from the actual send (the timer's own lateness is not
@@ -321,32 +334,35 @@ async fn client_loop(
             }
             None => Instant::now(),
         };
-        let create = match plan.scenario {
-            Scenario::Create | Scenario::E2e => true,
-            Scenario::Get => false,
-            Scenario::Mixed => rng.random_bool(plan.create_ratio.clamp(0.0, 1.0)),
-        };
-        let code = if create {
-            let request = CreateTaskRequest {
-                original_file_key: plan.file_key.clone(),
-                request_id: String::new(),
-            };
-            match client.create_task(request).await {
-                Ok(response) => {
-                    if plan.scenario == Scenario::E2e {
-                        tally.created.push(response.into_inner().task_id);
-                    }
-                    Code::Ok
-                }
-                Err(status) => status.code(),
+        let code = match plan.scenario {
+            Scenario::Create | Scenario::E2e | Scenario::CreateIdempotent => {
+                create(&mut client, &plan, &mut rng, &mut tally).await
             }
-        } else {
-            let request = GetTaskStatusRequest {
-                task_id: plan.ids.pick(&mut rng),
-            };
-            match client.get_task_status(request).await {
-                Ok(_) => Code::Ok,
-                Err(status) => status.code(),
+            Scenario::Mixed if rng.random_bool(plan.create_ratio.clamp(0.0, 1.0)) => {
+                create(&mut client, &plan, &mut rng, &mut tally).await
+            }
+            Scenario::Get | Scenario::Mixed => {
+                let request = GetTaskStatusRequest {
+                    task_id: plan.ids.pick(&mut rng),
+                };
+                match client.get_task_status(request).await {
+                    Ok(_) => Code::Ok,
+                    Err(status) => status.code(),
+                }
+            }
+            Scenario::List => {
+                let request = ListTasksRequest {
+                    status: String::new(),
+                    page_size: plan.page_size,
+                    page_token: std::mem::take(&mut page_token),
+                };
+                match client.list_tasks(request).await {
+                    Ok(page) => {
+                        page_token = page.into_inner().next_page_token;
+                        Code::Ok
+                    }
+                    Err(status) => status.code(),
+                }
             }
         };
         let micros = scheduled.elapsed().as_micros().max(1) as u64;
@@ -354,6 +370,32 @@ async fn client_loop(
         *tally.codes.entry(code_name(code)).or_default() += 1;
     }
     tally
+}
+
+/// One CreateTask; with a request id of its own for [`Scenario::CreateIdempotent`].
+async fn create(
+    client: &mut TaskClient<Channel>,
+    plan: &Plan,
+    rng: &mut SmallRng,
+    tally: &mut Tally,
+) -> Code {
+    let request_id = match plan.scenario {
+        Scenario::CreateIdempotent => format!("bench-{:032x}", rng.random::<u128>()),
+        _ => String::new(),
+    };
+    let request = CreateTaskRequest {
+        original_file_key: plan.file_key.clone(),
+        request_id,
+    };
+    match client.create_task(request).await {
+        Ok(response) => {
+            if plan.scenario == Scenario::E2e {
+                tally.created.push(response.into_inner().task_id);
+            }
+            Code::Ok
+        }
+        Err(status) => status.code(),
+    }
 }
 
 /// Polls every created task until it is final or the timeout passes.

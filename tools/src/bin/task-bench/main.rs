@@ -6,6 +6,7 @@ mod load;
 mod processor;
 mod report;
 mod seed;
+mod watches;
 
 use std::{net::SocketAddr, process::ExitCode, time::Duration};
 
@@ -44,6 +45,9 @@ enum Command {
     Seed(seed::Args),
     /// Watches the dispatch queue drain and reports the rate.
     Drain(drain::Args),
+    /// Opens many WatchTask streams and measures what they cost while idle, and how soon they
+    /// all see their tasks end.
+    Watches(watches::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
             Command::Processor { listen } => processor::serve(listen).await,
             Command::Seed(args) => seed::run(args).await,
             Command::Drain(args) => drain::run(args).await,
+            Command::Watches(args) => watches::run(args).await,
         }
     });
     match result {

@@ -4,7 +4,7 @@ use bb8_redis::redis::{self, aio::MultiplexedConnection};
 use serde::Serialize;
 
 use task_service::{
-    store::task_key,
+    store::{layout::index_member, task_key},
     task::{TaskId, TaskRecord, TaskStatus},
 };
 
@@ -21,6 +21,10 @@ pub(crate) struct Args {
     /// Tasks per pipeline.
     #[arg(long, default_value_t = 2000)]
     batch: u64,
+    /// Also list them in the creation index of the service with this key prefix (as
+    /// CreateTask does), one millisecond apart.
+    #[arg(long)]
+    index_prefix: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -39,13 +43,26 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     let mut conn = client.get_multiplexed_async_connection().await?;
     let before = used_memory(&mut conn).await?;
     let now = task_service::task::now_timestamp();
+    let first_ms = task_service::task::now_ms().saturating_sub(args.count);
+    let index = args
+        .index_prefix
+        .as_ref()
+        .map(|prefix| format!("{prefix}:tasks"));
     let mut start = 0;
     while start < args.count {
         let end = (start + args.batch).min(args.count);
         let mut pipe = redis::pipe();
         for i in start..end {
             let id = seeded_id(i);
-            let key = task_key(TaskId::parse(&id).expect("seeded ids are UUIDs"));
+            let task_id = TaskId::parse(&id).expect("seeded ids are UUIDs");
+            let key = task_key(task_id);
+            if let Some(index) = &index {
+                pipe.cmd("ZADD")
+                    .arg(index)
+                    .arg(0)
+                    .arg(index_member(first_ms + i, task_id))
+                    .ignore();
+            }
             let record = TaskRecord {
                 status: TaskStatus::Completed.into(),
                 original_file_key: "bench/original.mp4".to_owned(),
