@@ -42,6 +42,8 @@ start_service() {
 
 # The limiter stays in the stack but never binds: one benchmark client is one peer address.
 full_port=$(start_service full TASK_RATE_LIMIT_PER_CLIENT=100000000)
+# CreateTask answered once a replica holds the task (WAIT 1): the durability knob's cost.
+durable_port=$(start_service durable TASK_RATE_LIMIT_PER_CLIENT=100000000 TASK_REDIS_MIN_REPLICAS_ACKED=1)
 # Two for 10,000 watches from one client: woken by Redis's notifications, and by polling alone.
 many_watches="TASK_WATCH_MAX_PER_CLIENT=20000 TASK_WATCH_MAX_TOTAL=20000"
 # shellcheck disable=SC2086
@@ -81,11 +83,23 @@ load --addr "http://127.0.0.1:$full_port" --scenario get --rate $((peak / 2)) --
 "$bin/task-bench" run --json --addr "http://127.0.0.1:$full_port" --scenario get --clients 1000 --connections 100 \
   --duration "$DURATION" --pid "$(cat "$work/full.pid")" --label get-1000-clients >> "$work/results.jsonl"
 
-echo "== create without and with a request_id, mixed, end to end" >&2
+echo "== create without and with a request_id, and with a replica's acknowledgement; mixed; end to end" >&2
+# A replica for these rounds only (it takes CPU of its own while attached: every create runs with it).
+replica_port=$(free_port)
+redis-server --port "$replica_port" --save '' --appendonly no --replicaof 127.0.0.1 "$redis_port" \
+  --logfile "$work/replica.log" &
+echo $! > "$work/replica.pid"
+wait_port "$replica_port"
+for _ in $(seq 1 50); do
+  redis-cli -p "$replica_port" INFO replication | grep -q 'master_link_status:up' && break; sleep 0.2
+done
 for round in $(seq 1 "$ROUNDS"); do
   load --addr "http://127.0.0.1:$full_port" --scenario create --label create-full >> "$work/results.jsonl"
   load --addr "http://127.0.0.1:$full_port" --scenario create-idempotent --label create-idempotent-full >> "$work/results.jsonl"
+  load --addr "http://127.0.0.1:$durable_port" --scenario create --label create-durable >> "$work/results.jsonl"
 done
+# Its tasks are left queued: the durable instance stops with its replica.
+kill "$(cat "$work/durable.pid")" "$(cat "$work/replica.pid")"; rm "$work/durable.pid" "$work/replica.pid"
 load --addr "http://127.0.0.1:$full_port" --scenario mixed --label mixed-full >> "$work/results.jsonl"
 # End to end: through Redis, the queue, the dispatcher and a Processor that completes at once;
 # first the tasks of the create and mixed runs are left to drain, so that e2e has the dispatcher

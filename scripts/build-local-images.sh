@@ -26,7 +26,7 @@ import_image() {
   echo "built $image" >&2
 }
 
-scripts/build-redis-image.sh task-service-local/redis:latest
+WITH_SHELL=1 scripts/build-redis-image.sh task-service-local/redis:latest
 
 cargo build --release --workspace --bins
 import_image task-service-local/task-service:latest '["task-service"]' "50050 9464" \

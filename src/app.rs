@@ -145,7 +145,20 @@ pub async fn serve_with<T: Task>(
         rate_limit: limits.rate_limit.clone(),
         load_shed: limits.load_shed.clone(),
         connections: Some(connections.clone()),
+        redis: match &store {
+            Store::Redis(redis) => Some(redis.clone()),
+            Store::Memory(_) => None,
+        },
     });
+    if let (Store::Redis(redis), Some(sentinel)) = (&store, &config.redis.sentinel) {
+        tracing::info!(sentinels = ?sentinel.addrs, master = %sentinel.master, "Redis through Sentinel: REDIS_HOST and REDIS_PORT are ignored");
+        // Runs until shutdown: finds the primary, and follows it through failovers.
+        supervisor.spawn("Redis primary", {
+            let redis = redis.clone();
+            let shutdown = shutdown.clone();
+            async move { redis.follow_primary(shutdown).await }
+        });
+    }
     tracing::info!(addr = %listeners.metrics.local_addr()?, "metrics at /metrics");
     let metrics_connections = transport::accept(
         listeners.metrics,

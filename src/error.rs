@@ -60,6 +60,7 @@ impl From<Error> for Status {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
             Error::TooMany(_) => Code::ResourceExhausted,
+            Error::Store(StoreError::NotReplicated { .. }) => Code::Unavailable,
             Error::Store(_) => Code::Internal,
         };
         Status::new(code, error.to_string())

@@ -269,6 +269,8 @@ pub struct Live {
     pub load_shed: Option<LoadShedLayer>,
     /// What the gRPC server's connections did.
     pub connections: Option<Arc<ConnectionStats>>,
+    /// The Redis store (its failovers and unreplicated writes).
+    pub redis: Option<crate::store::RedisStore>,
 }
 
 impl Collector for Live {
@@ -327,6 +329,20 @@ impl Collector for Live {
                 "http2_protocol_errors",
                 "Connections the HTTP/2 library closed for misbehaving (too many resets, say)",
                 observability::protocol_warnings::count(),
+            )?;
+        }
+        if let Some(redis) = &self.redis {
+            counter(
+                &mut encoder,
+                "redis_replication_shortfalls",
+                "Writes answered UNAVAILABLE: fewer replicas than TASK_REDIS_MIN_REPLICAS_ACKED held them in time",
+                redis.replication_shortfalls(),
+            )?;
+            counter(
+                &mut encoder,
+                "redis_primary_changes",
+                "Times the service moved to another Redis primary (the first one found included)",
+                redis.primary_changes(),
             )?;
         }
         if let Some(shed) = &self.load_shed {

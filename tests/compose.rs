@@ -1,5 +1,5 @@
-//! The compose files are accepted by Compose (`docker-compose config`), as written and with the
-//! local-images override.
+//! The compose files are accepted by Compose (`docker-compose config`), as written, with the
+//! Sentinel variant, and with the local-images override.
 
 use std::process::Command;
 
@@ -23,6 +23,16 @@ fn compose_config(files: &[&str]) {
 #[test]
 fn compose_accepts_the_stack() {
     compose_config(&["docker-compose.yml"]);
+}
+
+#[test]
+fn compose_accepts_the_sentinel_stack() {
+    compose_config(&["docker-compose.yml", "docker-compose.ha.yml"]);
+    compose_config(&[
+        "docker-compose.yml",
+        "docker-compose.ha.yml",
+        "docker-compose.local.yml",
+    ]);
 }
 
 #[test]

@@ -88,13 +88,20 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match RedisStore::connect(&config.redis, config.task_ttl) {
-        Ok(store) => Store::Redis(store),
+    let redis = match RedisStore::connect(&config.redis, config.task_ttl) {
+        Ok(store) => store,
         Err(e) => {
             eprintln!("dev-processor: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let shutdown = CancellationToken::new();
+    // Under Sentinel: finds the primary, and follows it through failovers.
+    tokio::spawn({
+        let (redis, shutdown) = (redis.clone(), shutdown.clone());
+        async move { redis.follow_primary(shutdown).await }
+    });
+    let store = Store::Redis(redis);
     let processor = ReferenceProcessor::new(
         store,
         StorageRoot::with_check(&config.storage_root, config.storage_check),
@@ -140,12 +147,14 @@ async fn run(cli: Cli) -> ExitCode {
         tls.as_ref().map(ReloadingTls::acceptor),
         Arc::default(),
     );
-    let shutdown = CancellationToken::new();
     if let Some(tls) = tls.clone() {
         tokio::spawn(tls.follow_files(t.tls_reload_interval, shutdown.clone()));
     }
     tokio::spawn(app::cancel_on_signal(shutdown.clone()));
-    tracing::info!(addr = %bound, tls = tls.is_some(), redis = %format!("{}:{}", config.redis.host, config.redis.port), "dev-processor (reference Processor) listening");
+    tracing::info!(addr = %bound, tls = tls.is_some(), redis = %match &config.redis.sentinel {
+        Some(sentinel) => format!("the primary of {} (Sentinel)", sentinel.master),
+        None => format!("{}:{}", config.redis.host, config.redis.port),
+    }, "dev-processor (reference Processor) listening");
     let served = tonic::transport::Server::builder()
         .max_concurrent_streams(t.max_concurrent_streams)
         // A span per call, joined to the dispatcher's trace by its traceparent.

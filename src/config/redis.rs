@@ -13,13 +13,28 @@ pub struct RedisTls {
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
+/// Redis Sentinel: where the sentinels listen and which master of theirs holds the tasks.
+#[derive(Debug, Clone)]
+pub struct SentinelConfig {
+    /// The sentinels, `(host, port)`.
+    pub addrs: Vec<(String, u16)>,
+    /// The master's name.
+    pub master: String,
+    /// The sentinels' password, if they ask for one.
+    pub password: Option<Secret>,
+}
+
 /// How the service reaches Redis.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// Host.
+    /// Host (unused with sentinels).
     pub host: String,
-    /// Port.
+    /// Port (unused with sentinels).
     pub port: u16,
+    /// The sentinels that name the primary, if Redis runs under Sentinel.
+    pub sentinel: Option<SentinelConfig>,
+    /// Replicas that must acknowledge a write the service answers for (`WAIT`); 0: none.
+    pub min_replicas_acked: u32,
     /// Bound on one operation; a call fails with INTERNAL after it.
     pub timeout: Duration,
     /// Connections of the bb8 pool used for blocking queue reads.
@@ -43,6 +58,12 @@ impl RedisConfig {
         Ok(Self {
             host: v.nonempty(vars::REDIS_HOST, "redis")?,
             port: v.positive(vars::REDIS_PORT, 6379u16)?,
+            sentinel: sentinel(v)?,
+            min_replicas_acked: v.parse(
+                vars::REDIS_MIN_REPLICAS_ACKED,
+                0,
+                "a number of replicas from 0",
+            )?,
             timeout: v.duration(vars::REDIS_TIMEOUT, Duration::from_secs(2))?,
             pool_size: v.positive(vars::REDIS_POOL_SIZE, 8)?,
             connections: v.positive(vars::REDIS_CONNECTIONS, 2)?,
@@ -77,6 +98,43 @@ fn password(v: Vars<'_>) -> Result<Option<Secret>, ConfigError> {
             Ok(Some(Secret::new(text.trim_end_matches(['\r', '\n']))))
         }
     }
+}
+
+/// `REDIS_SENTINELS` (`host:port,...`; the port defaults to 26379), the master's name and the
+/// sentinels' password.
+fn sentinel(v: Vars<'_>) -> Result<Option<SentinelConfig>, ConfigError> {
+    let Some(list) = v.raw(vars::REDIS_SENTINELS).filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    let expected = "a comma-separated list of host:port (or host, for port 26379)";
+    let mut addrs = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (host, port) = match item.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| v.error(vars::REDIS_SENTINELS, expected))?,
+            ),
+            None => (item, 26379),
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(v.error(vars::REDIS_SENTINELS, expected));
+        }
+        addrs.push((host.to_owned(), port));
+    }
+    if addrs.is_empty() {
+        return Err(v.error(vars::REDIS_SENTINELS, expected));
+    }
+    Ok(Some(SentinelConfig {
+        addrs,
+        master: v.nonempty(vars::REDIS_SENTINEL_MASTER, "mymaster")?,
+        password: v
+            .raw(vars::REDIS_SENTINEL_PASSWORD)
+            .filter(|p| !p.is_empty())
+            .map(Secret::new),
+    }))
 }
 
 fn tls(v: Vars<'_>) -> Result<Option<RedisTls>, ConfigError> {

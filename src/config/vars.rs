@@ -180,3 +180,11 @@ pub const WATCH_NOTIFICATIONS: &str = "TASK_WATCH_NOTIFICATIONS";
 pub const WATCH_POLL_INTERVAL: &str = "TASK_WATCH_POLL_INTERVAL";
 /// How often a watch looks again by itself when notifications are on (the safety net).
 pub const WATCH_RECHECK_INTERVAL: &str = "TASK_WATCH_RECHECK_INTERVAL";
+/// Redis Sentinel addresses, `host:port,host:port,...`.
+pub const REDIS_SENTINELS: &str = "REDIS_SENTINELS";
+/// The master name the sentinels watch.
+pub const REDIS_SENTINEL_MASTER: &str = "REDIS_SENTINEL_MASTER";
+/// The sentinels' password.
+pub const REDIS_SENTINEL_PASSWORD: &str = "REDIS_SENTINEL_PASSWORD";
+/// Replicas that must hold a write before the service answers it (`WAIT`).
+pub const REDIS_MIN_REPLICAS_ACKED: &str = "TASK_REDIS_MIN_REPLICAS_ACKED";

@@ -168,12 +168,30 @@ async fn record(shared: &Shared, entry: &QueueEntry, verdict: Verdict) {
     match verdict {
         Verdict::Accepted => {
             let next_check = now_ms() + shared.config.watch_interval.as_millis() as u64;
-            let accepted = until_written(shared, || shared.store.accepted(entry, next_check)).await;
-            if let Some(accepted) = accepted {
-                shared.metrics.dispatch_accepted.inc();
-                if let AcceptOutcome::Final(status) = accepted {
-                    shared.metrics.ended(TaskEnd::of_final(status));
+            let accepted = until_written(shared, || async {
+                match shared.store.accepted(entry, next_check).await {
+                    Ok(outcome) => Ok(Some(outcome)),
+                    // On the primary, not on enough replicas: a failover could lose it — and
+                    // with it the Processor's writes of the same moment. The entry is delivered
+                    // again rather than acknowledged (the Processor treats task_id as its
+                    // idempotency key).
+                    Err(StoreError::NotReplicated { .. }) => Ok(None),
+                    Err(e) => Err(e),
                 }
+            })
+            .await;
+            match accepted {
+                Some(Some(accepted)) => {
+                    shared.metrics.dispatch_accepted.inc();
+                    if let AcceptOutcome::Final(status) = accepted {
+                        shared.metrics.ended(TaskEnd::of_final(status));
+                    }
+                }
+                Some(None) => {
+                    tracing::info!(task.id = %entry.task_id, "the acceptance reached no replica in time; the entry will be delivered again");
+                    shared.leases.give_back(&entry.id).await;
+                }
+                None => {}
             }
         }
         Verdict::Fail(end, message) => {

@@ -29,6 +29,19 @@ pub enum StoreError {
         /// Redis's error.
         reason: String,
     },
+    /// The write is on the primary, but fewer replicas than `TASK_REDIS_MIN_REPLICAS_ACKED`
+    /// acknowledged it in time: a failover now could lose it.
+    #[error(
+        "written to the Redis primary at {addr} but not yet to {wanted} replica(s) ({acked} acknowledged in time, TASK_REDIS_MIN_REPLICAS_ACKED); retry — with the same request_id, a retried CreateTask creates nothing twice"
+    )]
+    NotReplicated {
+        /// `host:port` of the primary.
+        addr: String,
+        /// Replicas wanted.
+        wanted: u32,
+        /// Replicas that acknowledged.
+        acked: u32,
+    },
     /// Redis answered something the service cannot read.
     #[error("unexpected data in Redis: {0}")]
     Corrupt(String),

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod raw_grpc;
 pub mod raw_h2;
 pub mod redis;
+pub mod sentinel;
 pub mod service;
 pub mod tls;
 

@@ -23,7 +23,7 @@ impl RedisStore {
             .arg(query.page_size)
             .arg(query.budget)
             .arg(query.status.map_or("", |s| s.as_str()));
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let (found, last, more): (Vec<Vec<String>>, String, String) = self
             .run(
                 ("EVALSHA list", &self.inner.keys.index),
@@ -52,7 +52,7 @@ impl RedisStore {
         let start = after.map_or_else(|| "-".to_owned(), |after| format!("({after}"));
         let mut invocation = scripts::TRIM_INDEX.prepare_invoke();
         invocation.key(&self.inner.keys.index).arg(start).arg(count);
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let (removed, last): (u64, Value) = self
             .run(
                 ("EVALSHA trim_index", &self.inner.keys.index),

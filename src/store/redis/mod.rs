@@ -1,12 +1,14 @@
 //! The Redis backend: hot-path commands on auto-reconnecting multiplexed connections, blocking
 //! queue reads on a bb8-redis pool, every operation bounded by `TASK_REDIS_TIMEOUT`.
 //!
-//! This file holds the connections, the one place Redis's errors become [`StoreError`]s, and
-//! the task operations; [`queue`] holds the dispatch queue's and the watch list's, [`index`]
-//! the task index's (ListTasks), [`notify`] the change notifications.
+//! This file holds the one place Redis's errors become [`StoreError`]s, and the task
+//! operations; [`primary`] the connections (to a fixed node, or the primary Sentinel names),
+//! [`queue`] the dispatch queue's and the watch list's operations, [`index`] the task index's
+//! (ListTasks), [`notify`] the change notifications.
 
 mod index;
 mod notify;
+mod primary;
 mod queue;
 mod scripts;
 
@@ -24,9 +26,10 @@ use bb8_redis::{
     redis::{
         self, Client, ClientTlsConfig, ConnectionAddr, ErrorKind, IntoConnectionInfo,
         RedisConnectionInfo, RedisError, RedisResult, ServerErrorKind, TlsCertificates,
-        aio::{ConnectionManager, ConnectionManagerConfig},
+        aio::ConnectionManager,
     },
 };
+use primary::{Node, Nodes};
 use tracing::Instrument;
 
 use super::{
@@ -35,7 +38,7 @@ use super::{
     layout::{Keys, entry_fields, index_member, task_key},
 };
 use crate::{
-    config::RedisConfig,
+    config::{RedisConfig, RedisTls},
     task::{RawStatus, TaskId, TaskRecord, TaskStatus, fields},
 };
 
@@ -46,23 +49,21 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    addr: String,
-    /// For connections of its own (notifications).
-    client: Client,
+    nodes: Arc<Nodes>,
     /// The database, for the keyspace notification channels.
     db: i64,
-    connections: Vec<ConnectionManager>,
-    next_connection: AtomicUsize,
-    pool: bb8::Pool<RedisConnectionManager>,
     keys: Keys,
     timeout: Duration,
     ttl_secs: u64,
+    /// Replicas a write the service answers for must reach (`WAIT`), and how long it waits.
+    min_replicas_acked: u32,
+    shortfalls: AtomicUsize,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("addr", &self.inner.addr)
+            .field("addr", &self.addr())
             .field("keys", &self.inner.keys)
             .finish_non_exhaustive()
     }
@@ -90,56 +91,113 @@ impl Failure {
     fn is_missing_group(&self) -> bool {
         self.code() == Some("NOGROUP")
     }
+
+    /// The node may no longer be the primary, or be gone: a replica's READONLY, a primary cut
+    /// off from its replicas (NOREPLICAS, with `min-replicas-to-write`), no answer, no
+    /// connection.
+    fn suggests_failover(&self) -> bool {
+        match self {
+            Self::Timeout => true,
+            Self::Redis(e) => {
+                matches!(e.code(), Some("READONLY" | "NOREPLICAS" | "MASTERDOWN"))
+                    || e.kind() == ErrorKind::Io
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+            }
+        }
+    }
 }
 
 impl RedisStore {
     /// Prepares the connections without waiting for Redis: the service starts while Redis is
-    /// down, answers INTERNAL until it is up, and reconnects by itself.
+    /// down, answers INTERNAL until it is up, and reconnects by itself. With sentinels, the
+    /// primary is found (and found again after each failover) by [`RedisStore::follow_primary`].
     pub fn connect(config: &RedisConfig, task_ttl: Duration) -> Result<Self, StoreError> {
-        let addr = format!("{}:{}", config.host, config.port);
+        let addr = match &config.sentinel {
+            None => format!("{}:{}", config.host, config.port),
+            Some(sentinel) => format!("the sentinels of {:?}", sentinel.master),
+        };
         let unreachable = |e: RedisError| StoreError::Unreachable {
             addr: addr.clone(),
             reason: e.to_string(),
         };
-        let client = client(config).map_err(unreachable)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let connections = (0..config.connections)
-            .map(|_| {
-                ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unreachable)?;
-        // The pool connects with the same address, credentials, database and TLS settings.
-        let info = client.get_connection_info().clone();
-        let pool = bb8::Pool::builder()
-            .max_size(config.pool_size)
-            .min_idle(None)
-            .connection_timeout(config.timeout)
-            .build_unchecked(RedisConnectionManager::new(info).map_err(unreachable)?);
+        let nodes = match &config.sentinel {
+            None => {
+                let client = client(config, &config.host, config.port).map_err(unreachable)?;
+                Nodes::fixed(Node::open(client, config).map_err(unreachable)?)
+            }
+            Some(sentinel) => {
+                Nodes::under_sentinel(config, sentinel, client).map_err(unreachable)?
+            }
+        };
         Ok(Self {
             inner: Arc::new(Inner {
-                addr,
-                client: client.clone(),
+                nodes: Arc::new(nodes),
                 db: config.db,
-                connections,
-                next_connection: AtomicUsize::new(0),
-                pool,
                 keys: Keys::new(&config.key_prefix),
                 timeout: config.timeout,
                 ttl_secs: task_ttl.as_secs().max(1),
+                min_replicas_acked: config.min_replicas_acked,
+                shortfalls: AtomicUsize::new(0),
             }),
         })
     }
 
-    /// A multiplexed connection, round robin.
-    fn connection(&self) -> ConnectionManager {
-        let i = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
-        self.inner.connections[i % self.inner.connections.len()].clone()
+    /// With sentinels, follows the primary they name until `stop` (see [`primary`]); returns at
+    /// once without.
+    pub async fn follow_primary(&self, stop: tokio_util::sync::CancellationToken) {
+        let nodes = self.inner.nodes.clone();
+        if nodes.has_sentinels() {
+            if let Err(e) = nodes.look(self.inner.timeout).await {
+                tracing::warn!(error = %e, "no Redis primary found yet; asking the sentinels again");
+            }
+            nodes.follow(self.inner.timeout, stop).await;
+        }
+    }
+
+    /// Writes answered UNAVAILABLE because too few replicas acknowledged them.
+    pub fn replication_shortfalls(&self) -> u64 {
+        self.inner.shortfalls.load(Ordering::Relaxed) as u64
+    }
+
+    /// Times the store moved to another primary (the first one found included).
+    pub fn primary_changes(&self) -> u64 {
+        *self.inner.nodes.moves().borrow()
+    }
+
+    /// The node in use, or why there is none.
+    fn node(&self) -> Result<Arc<Node>, StoreError> {
+        self.inner.nodes.current().ok_or_else(|| {
+            self.inner.nodes.suspect(self.inner.timeout);
+            StoreError::Unreachable {
+                addr: self.addr(),
+                reason: "the sentinels have named no primary that answers yet".into(),
+            }
+        })
+    }
+
+    /// Where requests go, for messages and spans.
+    fn addr(&self) -> String {
+        self.inner.nodes.current().map_or_else(
+            || "the Redis primary (not found yet)".to_owned(),
+            |n| n.addr.clone(),
+        )
+    }
+
+    /// A multiplexed connection to the node in use, round robin.
+    fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        Ok(self.node()?.connection())
+    }
+
+    /// The pool of the node in use, for blocking reads.
+    fn pool(&self) -> Result<bb8::Pool<RedisConnectionManager>, StoreError> {
+        Ok(self.node()?.pool.clone())
+    }
+
+    /// A client of the node in use, for connections of their own.
+    fn node_client(&self) -> Result<Client, StoreError> {
+        Ok(self.node()?.client.clone())
     }
 
     /// Runs one operation within `limit`, in a client span named after it.
@@ -156,7 +214,7 @@ impl RedisStore {
             db.system = "redis",
             db.operation.name = name,
             db.redis.key = key,
-            server.address = %self.inner.addr,
+            server.address = %self.addr(),
         );
         match tokio::time::timeout(limit, op).instrument(span).await {
             Ok(Ok(value)) => Ok(value),
@@ -176,9 +234,68 @@ impl RedisStore {
             .map_err(|e| self.error(e))
     }
 
+    /// Runs a script whose write must survive a failover. With `TASK_REDIS_MIN_REPLICAS_ACKED`
+    /// N > 0 the script and `WAIT N` go in one pipeline on one connection, so that WAIT counts
+    /// the replicas holding this write (WAIT waits at most half of `TASK_REDIS_TIMEOUT`); fewer
+    /// than N is [`StoreError::NotReplicated`].
+    async fn run_durable<T: redis::FromRedisValue>(
+        &self,
+        what: (&'static str, &str),
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.connection()?;
+        let wanted = self.inner.min_replicas_acked;
+        if wanted == 0 {
+            return self.run(what, invocation.invoke_async(&mut conn)).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(invocation)
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(self.wait_ms());
+        let (value, acked): (T, u32) = match self
+            .call(self.inner.timeout, what, pipe.query_async(&mut conn))
+            .await
+        {
+            // After a Redis restart (or a failover) its script cache is empty: load, run again.
+            Err(failure) if is_no_script(&failure) => {
+                self.run(("SCRIPT LOAD", what.1), invocation.load_async(&mut conn))
+                    .await?;
+                self.run(what, pipe.query_async(&mut conn)).await?
+            }
+            other => other.map_err(|e| self.error(e))?,
+        };
+        self.replicated(acked)?;
+        Ok(value)
+    }
+
+    /// How long `WAIT` waits: half of `TASK_REDIS_TIMEOUT`, so that its answer comes in time.
+    fn wait_ms(&self) -> u64 {
+        u64::try_from((self.inner.timeout / 2).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Whether `acked` replicas (WAIT's answer) are enough.
+    fn replicated(&self, acked: u32) -> Result<(), StoreError> {
+        let wanted = self.inner.min_replicas_acked;
+        if acked >= wanted {
+            return Ok(());
+        }
+        self.inner.shortfalls.fetch_add(1, Ordering::Relaxed);
+        Err(StoreError::NotReplicated {
+            addr: self.addr(),
+            wanted,
+            acked,
+        })
+    }
+
     /// The one mapping from Redis's failures to [`StoreError`], by the error's kind.
     fn error(&self, failure: Failure) -> StoreError {
-        let addr = self.inner.addr.clone();
+        let addr = self.addr();
+        if failure.suggests_failover() {
+            self.inner.nodes.suspect(self.inner.timeout);
+        }
         let e = match failure {
             Failure::Timeout => {
                 return StoreError::Timeout {
@@ -248,9 +365,8 @@ impl RedisStore {
         for (field, value) in new.trace {
             invocation.arg(field).arg(value);
         }
-        let mut conn = self.connection();
         let (outcome, value): (String, String) = self
-            .run(("EVALSHA create", &key), invocation.invoke_async(&mut conn))
+            .run_durable(("EVALSHA create", &key), &invocation)
             .await?;
         let task_of = |value: &str| TaskId::parse(value).map_err(StoreError::Corrupt);
         match outcome.as_str() {
@@ -289,9 +405,8 @@ impl RedisStore {
                 CancelAs::Unaccepted => "unaccepted",
                 CancelAs::ProcessorAgreed => "agreed",
             });
-        let mut conn = self.connection();
         let (outcome, status): (String, String) = self
-            .run(("EVALSHA cancel", &key), invocation.invoke_async(&mut conn))
+            .run_durable(("EVALSHA cancel", &key), &invocation)
             .await?;
         match outcome.as_str() {
             "cancelled" => Ok(CancelOutcome::Cancelled),
@@ -314,7 +429,7 @@ impl RedisStore {
         let key = task_key(task_id);
         let mut invocation = scripts::READ.prepare_invoke();
         invocation.key(&key).arg(self.inner.ttl_secs);
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let flat: Vec<String> = self
             .run(("EVALSHA read", &key), invocation.invoke_async(&mut conn))
             .await?;
@@ -339,9 +454,8 @@ impl RedisStore {
             .arg(GROUP)
             .arg(request.entry_id.unwrap_or_default())
             .arg(request.expect_updated_at.unwrap_or_default());
-        let mut conn = self.connection();
         let outcome: String = self
-            .run(("EVALSHA fail", &key), invocation.invoke_async(&mut conn))
+            .run_durable(("EVALSHA fail", &key), &invocation)
             .await?;
         match outcome.as_str() {
             "failed" => Ok(FailOutcome::Failed),
@@ -372,12 +486,8 @@ impl RedisStore {
             .arg(&entry.id)
             .arg(self.inner.ttl_secs)
             .arg(next_check_ms);
-        let mut conn = self.connection();
         let outcome: String = self
-            .run(
-                ("EVALSHA accepted", &key),
-                invocation.invoke_async(&mut conn),
-            )
+            .run_durable(("EVALSHA accepted", &key), &invocation)
             .await?;
         match outcome.as_str() {
             "watching" => Ok(AcceptOutcome::Watching),
@@ -393,7 +503,7 @@ impl RedisStore {
 
     /// See [`super::Store::ping`].
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         self.run(
             ("PING", ""),
             redis::cmd("PING").query_async::<String>(&mut conn),
@@ -405,7 +515,7 @@ impl RedisStore {
     /// See [`super::Store::ttl`].
     pub async fn ttl(&self, task_id: TaskId) -> Result<Option<Duration>, StoreError> {
         let key = task_key(task_id);
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let ttl: i64 = self
             .run(
                 ("TTL", &key),
@@ -422,22 +532,39 @@ impl RedisStore {
         pairs: &[(&str, &str)],
     ) -> Result<(), StoreError> {
         let key = task_key(task_id);
-        let mut conn = self.connection();
-        self.run(
-            ("HSET", &key),
-            redis::cmd("HSET")
-                .arg(&key)
-                .arg(pairs)
-                .query_async::<i64>(&mut conn),
-        )
-        .await
-        .map(drop)
+        let mut conn = self.connection()?;
+        let wanted = self.inner.min_replicas_acked;
+        if wanted == 0 {
+            return self
+                .run(
+                    ("HSET", &key),
+                    redis::cmd("HSET")
+                        .arg(&key)
+                        .arg(pairs)
+                        .query_async::<i64>(&mut conn),
+                )
+                .await
+                .map(drop);
+        }
+        // A Processor that must survive failovers waits for its replicas too.
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(&key)
+            .arg(pairs)
+            .ignore()
+            .cmd("WAIT")
+            .arg(wanted)
+            .arg(self.wait_ms());
+        let (acked,): (u32,) = self
+            .run(("HSET", &key), pipe.query_async(&mut conn))
+            .await?;
+        self.replicated(acked)
     }
 
     /// See [`super::Store::processor_status`].
     pub async fn processor_status(&self, task_id: TaskId) -> Result<Option<RawStatus>, StoreError> {
         let key = task_key(task_id);
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let status: Option<String> = self
             .run(
                 ("HGET", &key),
@@ -453,12 +580,12 @@ impl RedisStore {
 
 /// A client for `config`: its address, ACL user and password, database, and TLS (with the CA
 /// and client certificate files given).
-fn client(config: &RedisConfig) -> RedisResult<Client> {
+fn client(config: &RedisConfig, host: &str, port: u16) -> RedisResult<Client> {
     let addr = match &config.tls {
-        None => ConnectionAddr::Tcp(config.host.clone(), config.port),
+        None => ConnectionAddr::Tcp(host.to_owned(), port),
         Some(_) => ConnectionAddr::TcpTls {
-            host: config.host.clone(),
-            port: config.port,
+            host: host.to_owned(),
+            port,
             insecure: false,
             tls_params: None,
         },
@@ -470,13 +597,18 @@ fn client(config: &RedisConfig) -> RedisResult<Client> {
     if let Some(username) = &config.username {
         settings = settings.set_username(username);
     }
-    let info = (config.host.as_str(), config.port)
+    let info = (host, port)
         .into_connection_info()?
         .set_addr(addr)
         .set_redis_settings(settings);
-    let Some(tls) = &config.tls else {
-        return Client::open(info);
-    };
+    match &config.tls {
+        None => Client::open(info),
+        Some(tls) => Client::build_with_tls(info, tls_certificates(tls)?),
+    }
+}
+
+/// The CA and client certificate of `tls`, read from their files.
+fn tls_certificates(tls: &RedisTls) -> RedisResult<TlsCertificates> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|e| {
             RedisError::from((
@@ -496,13 +628,10 @@ fn client(config: &RedisConfig) -> RedisResult<Client> {
     let root_cert = tls.ca.as_deref().map(read).transpose()?;
     // One crypto provider for the process (ring, as the servers use).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::build_with_tls(
-        info,
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
 }
 
 /// Whether Redis answered that it does not know a script (its cache is empty after a restart).

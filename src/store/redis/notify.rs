@@ -26,6 +26,10 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 impl RedisStore {
     /// See [`crate::store::Store::enable_notifications`].
     pub async fn enable_notifications(&self) -> bool {
+        if self.inner.nodes.current().is_none() {
+            // Under Sentinel, before the primary was first found.
+            let _ = self.inner.nodes.look(self.inner.timeout).await;
+        }
         let flags = match self.notification_flags().await {
             Ok(flags) => flags,
             Err(e) => {
@@ -38,7 +42,9 @@ impl RedisStore {
         }
         let mut wanted = flags.clone();
         wanted.extend(NEEDED.iter().filter(|c| !flags.contains(**c)));
-        let mut conn = self.connection();
+        let Ok(mut conn) = self.connection() else {
+            return false;
+        };
         let set = self
             .run(
                 ("CONFIG SET", "notify-keyspace-events"),
@@ -92,8 +98,15 @@ impl RedisStore {
         sink: &mpsc::Sender<Change>,
         stop: &CancellationToken,
     ) -> Result<(), String> {
+        let client = self.node_client().map_err(|e| e.to_string())?;
+        let mut moves = self.inner.nodes.moves();
+        moves.mark_unchanged();
+        if pattern.is_some() {
+            // A node met for the first time (after a failover, say) may have them off.
+            self.notifications_still_on().await;
+        }
         let connect = async {
-            let mut pubsub = self.inner.client.get_async_pubsub().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             if let Some(pattern) = pattern {
                 pubsub.psubscribe(pattern).await?;
             }
@@ -134,6 +147,7 @@ impl RedisStore {
                         sink.send(Change::Missed).await.map_err(|_| "stopped".to_owned())?;
                     }
                 }
+                _ = moves.changed() => return Err("Redis failed over to another primary".into()),
                 () = stop.cancelled() => return Ok(()),
             }
         }
@@ -154,7 +168,7 @@ impl RedisStore {
     }
 
     async fn notification_flags(&self) -> Result<String, StoreError> {
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let reply: Vec<String> = self
             .run(
                 ("CONFIG GET", "notify-keyspace-events"),

@@ -48,7 +48,7 @@ impl RedisStore {
 
     /// See [`crate::store::Store::ensure_queue`].
     pub async fn ensure_queue(&self) -> Result<(), StoreError> {
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let mut create = redis::cmd("XGROUP");
         create
             .arg("CREATE")
@@ -77,8 +77,9 @@ impl RedisStore {
         block: Duration,
     ) -> Result<Vec<Taken>, StoreError> {
         let limit = block + self.inner.timeout;
+        let pool = self.pool()?;
         let read = || async {
-            let mut conn = self.inner.pool.get().await.map_err(|e| match e {
+            let mut conn = pool.get().await.map_err(|e| match e {
                 bb8::RunError::User(e) => e,
                 bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
@@ -119,8 +120,9 @@ impl RedisStore {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<PendingEntry>, StoreError> {
+        let connection = self.connection()?;
         let pending = || {
-            let mut conn = self.connection();
+            let mut conn = connection.clone();
             let mut cmd = redis::cmd("XPENDING");
             cmd.arg(&self.inner.keys.stream)
                 .arg(GROUP)
@@ -159,8 +161,9 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let connection = self.connection()?;
         let claim = || {
-            let mut conn = self.connection();
+            let mut conn = connection.clone();
             let mut cmd = redis::cmd("XCLAIM");
             cmd.arg(&self.inner.keys.stream)
                 .arg(GROUP)
@@ -193,6 +196,7 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let connection = self.connection()?;
         let lease = || {
             let mut invocation = scripts::LEASE.prepare_invoke();
             invocation
@@ -201,7 +205,7 @@ impl RedisStore {
                 .arg(consumer)
                 .arg(idle.as_millis() as u64)
                 .arg(ids);
-            let mut conn = self.connection();
+            let mut conn = connection.clone();
             async move { invocation.invoke_async(&mut conn).await }
         };
         self.in_group(
@@ -214,13 +218,14 @@ impl RedisStore {
 
     /// See [`crate::store::Store::forget_consumers`].
     pub async fn forget_consumers(&self, idle: Duration) -> Result<u64, StoreError> {
+        let connection = self.connection()?;
         let forget = || {
             let mut invocation = scripts::FORGET_CONSUMERS.prepare_invoke();
             invocation
                 .key(&self.inner.keys.stream)
                 .arg(GROUP)
                 .arg(idle.as_millis() as u64);
-            let mut conn = self.connection();
+            let mut conn = connection.clone();
             async move { invocation.invoke_async(&mut conn).await }
         };
         self.in_group(
@@ -233,7 +238,7 @@ impl RedisStore {
 
     /// See [`crate::store::Store::discard`].
     pub async fn discard(&self, entry_id: &str) -> Result<(), StoreError> {
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         self.run(
             ("XACK XDEL", &self.inner.keys.stream),
             redis::pipe()
@@ -254,7 +259,7 @@ impl RedisStore {
     /// See [`crate::store::Store::due_watched`]. A member of the watch list that is no task id
     /// (only someone else could have written it) is removed.
     pub async fn due_watched(&self, now_ms: u64, count: usize) -> Result<Vec<TaskId>, StoreError> {
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let members: Vec<String> = self
             .run(
                 ("ZRANGE BYSCORE", &self.inner.keys.watch),
@@ -310,7 +315,7 @@ impl RedisStore {
                 .arg(next_check_ms);
         }
         let what = ("EVALSHA settle", self.inner.keys.watch.as_str());
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let replies: Vec<(String, String, String)> = match self
             .call(self.inner.timeout, what, pipe.query_async(&mut conn))
             .await
@@ -344,7 +349,7 @@ impl RedisStore {
 
     /// See [`crate::store::Store::queue_stats`].
     pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let mut conn = self.connection();
+        let mut conn = self.connection()?;
         let (depth, oldest, watched, pending): (u64, StreamRangeReply, u64, Value) = self
             .run(
                 ("queue stats", &self.inner.keys.stream),

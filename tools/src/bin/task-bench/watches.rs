@@ -34,8 +34,9 @@ pub(crate) struct Args {
     /// Watches to open, each on a task of its own.
     #[arg(long, default_value_t = 10_000)]
     watches: usize,
-    /// Watches per HTTP/2 connection (the service allows 128 streams on one).
-    #[arg(long, default_value_t = 100)]
+    /// Watches per HTTP/2 connection (the service allows 64 requests in flight on one,
+    /// `TASK_MAX_IN_FLIGHT_PER_CONNECTION`).
+    #[arg(long, default_value_t = 50)]
     per_connection: usize,
     /// How long each idle period is measured.
     #[arg(long, value_parser = crate::duration, default_value = "10s")]
