@@ -6,9 +6,9 @@ use std::marker::PhantomData;
 use prost::Message;
 use tonic::{
     Status,
-    codec::{Codec, DecodeBuf, Decoder},
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
 };
-use tonic_prost::{ProstCodec, ProstEncoder};
+use tonic_prost::ProstEncoder;
 
 /// The codec `build.rs` names for `task.proto`'s services.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +31,7 @@ where
     type Decoder = TaskDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<T, U>::default().encoder()
+        ProstEncoder::new(buffers())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -50,6 +50,17 @@ impl<U: Message + Default> Decoder for TaskDecoder<U> {
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         decode_message(buf).map(Some)
     }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        buffers()
+    }
+}
+
+/// Buffers that start small: the API's messages are a few hundred bytes, and an open WatchTask
+/// stream holds its encode buffer for as long as it lasts (tonic's default is 8 KiB each). They
+/// grow as a message needs (a ListTasks page).
+fn buffers() -> BufferSettings {
+    BufferSettings::new(1024, 32 * 1024)
 }
 
 /// Decodes one `U` from a whole message's bytes.

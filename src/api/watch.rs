@@ -201,7 +201,8 @@ impl Watch {
                 () = self.sender.closed() => return,
             }
             next_look = Instant::now() + self.recheck;
-            let record = match self.store.read(self.id).await {
+            // Boxed: the read's state is large, and a watch is idle most of its life.
+            let record = match Box::pin(self.store.read(self.id)).await {
                 Ok(Some(record)) => record,
                 Ok(None) => {
                     let gone = Error::Gone(self.id.to_text());

@@ -31,7 +31,7 @@ impl ApiConfig {
                 .duration(vars::IDEMPOTENCY_WINDOW, Duration::from_secs(24 * 3600))?,
             watch_max: v.duration(vars::WATCH_MAX, Duration::from_secs(3600))?,
             watch_max_per_client: v.positive(vars::WATCH_MAX_PER_CLIENT, 1000)?,
-            watch_max_total: v.positive(vars::WATCH_MAX_TOTAL, 20_000)?,
+            watch_max_total: v.positive(vars::WATCH_MAX_TOTAL, 10_000)?,
             watch_notifications: v.choice(vars::WATCH_NOTIFICATIONS, &["auto", "off"], "auto")?
                 == "auto",
             watch_poll_interval: v.duration(vars::WATCH_POLL_INTERVAL, Duration::from_secs(1))?,

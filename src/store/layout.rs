@@ -119,6 +119,8 @@ mod tests {
             "accepted",
             "done",
             "more",
+            "agreed",
+            "unaccepted",
         ];
         let scripts = [
             include_str!("redis/scripts/accepted.lua"),

@@ -243,28 +243,30 @@ impl RedisStore {
         what: (&'static str, &str),
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.connection()?;
         let wanted = self.inner.min_replicas_acked;
-        if wanted == 0 {
+        let node = self.node()?;
+        let Some(durable) = node.durable.clone() else {
+            let mut conn = node.connection();
             return self.run(what, invocation.invoke_async(&mut conn)).await;
-        }
+        };
         let mut pipe = redis::pipe();
         pipe.invoke_script(invocation)
             .cmd("WAIT")
             .arg(wanted)
             .arg(self.wait_ms());
-        let (value, acked): (T, u32) = match self
-            .call(self.inner.timeout, what, pipe.query_async(&mut conn))
-            .await
-        {
-            // After a Redis restart (or a failover) its script cache is empty: load, run again.
-            Err(failure) if is_no_script(&failure) => {
-                self.run(("SCRIPT LOAD", what.1), invocation.load_async(&mut conn))
-                    .await?;
-                self.run(what, pipe.query_async(&mut conn)).await?
+        let attempt = async {
+            let mut conn = durable.get().await.map_err(pooled_error)?;
+            match pipe.query_async::<(T, u32)>(&mut *conn).await {
+                // After a Redis restart (or a failover) its script cache is empty: load, run
+                // again.
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    invocation.load_async(&mut *conn).await?;
+                    pipe.query_async(&mut *conn).await
+                }
+                other => other,
             }
-            other => other.map_err(|e| self.error(e))?,
         };
+        let (value, acked) = self.run(what, attempt).await?;
         self.replicated(acked)?;
         Ok(value)
     }
@@ -632,6 +634,17 @@ fn tls_certificates(tls: &RedisTls) -> RedisResult<TlsCertificates> {
         client_tls,
         root_cert,
     })
+}
+
+/// A pool's failure to hand out a connection, as Redis's error.
+fn pooled_error(e: bb8::RunError<RedisError>) -> RedisError {
+    match e {
+        bb8::RunError::User(e) => e,
+        bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no pooled connection could be made in time",
+        )),
+    }
 }
 
 /// Whether Redis answered that it does not know a script (its cache is empty after a restart).

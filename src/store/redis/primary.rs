@@ -38,7 +38,14 @@ pub(super) struct Node {
     connections: Vec<ConnectionManager>,
     next: AtomicUsize,
     pub pool: bb8::Pool<RedisConnectionManager>,
+    /// With `TASK_REDIS_MIN_REPLICAS_ACKED`: connections of their own for writes followed by
+    /// `WAIT`, which holds its connection until the replicas answer — on the shared multiplexed
+    /// connections it would hold up every other request.
+    pub durable: Option<bb8::Pool<RedisConnectionManager>>,
 }
+
+/// Connections for writes that wait for replicas, at most.
+const DURABLE_CONNECTIONS: u32 = 32;
 
 impl Node {
     /// Connections to `client`'s node, made when first used.
@@ -61,19 +68,27 @@ impl Node {
             })
             .collect::<Result<Vec<_>, _>>()?;
         // The pool connects with the same address, credentials, database and TLS settings.
-        let pool = bb8::Pool::builder()
-            .max_size(config.pool_size)
-            .min_idle(None)
-            .connection_timeout(config.timeout)
-            .build_unchecked(RedisConnectionManager::new(
-                client.get_connection_info().clone(),
-            )?);
+        let pool_of = |size: u32| -> RedisResult<_> {
+            Ok(bb8::Pool::builder()
+                .max_size(size)
+                .min_idle(None)
+                .connection_timeout(config.timeout)
+                .build_unchecked(RedisConnectionManager::new(
+                    client.get_connection_info().clone(),
+                )?))
+        };
+        let pool = pool_of(config.pool_size)?;
+        let durable = match config.min_replicas_acked {
+            0 => None,
+            _ => Some(pool_of(DURABLE_CONNECTIONS)?),
+        };
         Ok(Self {
             addr,
             client,
             connections,
             next: AtomicUsize::new(0),
             pool,
+            durable,
         })
     }
 

@@ -5,13 +5,13 @@
 use std::{future::Future, time::Duration};
 
 use bb8_redis::redis::{
-    self, FromRedisValue, RedisError, RedisResult, Value,
+    self, FromRedisValue, RedisResult, Value,
     streams::{
         StreamClaimReply, StreamId, StreamPendingCountReply, StreamRangeReply, StreamReadReply,
     },
 };
 
-use super::{RedisStore, final_or_raw, is_no_script, scripts};
+use super::{RedisStore, final_or_raw, is_no_script, pooled_error, scripts};
 use crate::{
     store::{
         GROUP, PendingEntry, QueueEntry, QueueStats, Settled, StoreError, Taken, entry_ms,
@@ -79,13 +79,7 @@ impl RedisStore {
         let limit = block + self.inner.timeout;
         let pool = self.pool()?;
         let read = || async {
-            let mut conn = pool.get().await.map_err(|e| match e {
-                bb8::RunError::User(e) => e,
-                bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no pooled connection could be made in time",
-                )),
-            })?;
+            let mut conn = pool.get().await.map_err(pooled_error)?;
             conn.set_response_timeout(limit);
             let mut read = redis::cmd("XREADGROUP");
             read.arg("GROUP")

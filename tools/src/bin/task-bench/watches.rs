@@ -23,6 +23,9 @@ use tonic::transport::Channel;
 
 use crate::{BoxError, report::Latency};
 
+/// Watches being opened at once, at most.
+const OPENING_AT_ONCE: usize = 256;
+
 /// What to run.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -63,6 +66,8 @@ struct Figures {
     redis_commands_per_sec_idle_with: f64,
     ended_completed: usize,
     ended_otherwise: usize,
+    /// How the others ended, by gRPC code.
+    errors: std::collections::BTreeMap<String, usize>,
     /// From the start of the COMPLETED writes to each watch's last message.
     end_latency: Latency,
 }
@@ -91,17 +96,26 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     }
     let opened = Arc::new(AtomicUsize::new(0));
     let all_open = Arc::new(Notify::new());
+    // Opened a few hundred at a time, as clients connecting over time do: 10,000 at once are
+    // 10,000 requests in flight, which the service sheds past TASK_MAX_IN_FLIGHT.
+    let opening = Arc::new(tokio::sync::Semaphore::new(OPENING_AT_ONCE));
     let watchers: Vec<_> = ids
         .iter()
         .enumerate()
         .map(|(i, id)| {
             let client = TaskClient::new(channels[i % connections].clone());
             let (opened, all_open, total) = (opened.clone(), all_open.clone(), args.watches);
-            tokio::spawn(watch_one(client, *id, move || {
-                if opened.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                    all_open.notify_one();
-                }
-            }))
+            let (opening, id) = (opening.clone(), *id);
+            tokio::spawn(async move {
+                let permit = opening.acquire_owned().await.ok();
+                watch_one(client, id, move || {
+                    drop(permit);
+                    if opened.fetch_add(1, Ordering::SeqCst) + 1 == total {
+                        all_open.notify_one();
+                    }
+                })
+                .await
+            })
         })
         .collect();
     if tokio::time::timeout(Duration::from_secs(60), all_open.notified())
@@ -121,13 +135,18 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     write_completed(&mut redis, &ids).await?;
     let mut latency = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     let (mut completed, mut otherwise) = (0, 0);
+    let mut errors = std::collections::BTreeMap::new();
     for watcher in watchers {
         match watcher.await? {
-            Some(ended) if ended >= written => {
+            Ok(ended) if ended >= written => {
                 completed += 1;
                 latency.saturating_record((ended - written).as_micros().max(1) as u64);
             }
-            _ => otherwise += 1,
+            Ok(_) => otherwise += 1,
+            Err(reason) => {
+                otherwise += 1;
+                *errors.entry(reason).or_default() += 1;
+            }
         }
     }
     let figures = Figures {
@@ -140,6 +159,7 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
         redis_commands_per_sec_idle_with: with,
         ended_completed: completed,
         ended_otherwise: otherwise,
+        errors,
         end_latency: Latency::of(&latency),
     };
     if args.json {
@@ -156,18 +176,26 @@ async fn watch_one(
     mut client: TaskClient<Channel>,
     id: TaskId,
     opened: impl FnOnce(),
-) -> Option<Instant> {
+) -> Result<Instant, String> {
+    let code = |status: tonic::Status| format!("{:?}", status.code());
     let request = WatchTaskRequest {
         task_id: id.to_text(),
     };
-    let mut stream = client.watch_task(request).await.ok()?.into_inner();
-    stream.message().await.ok()??;
+    let mut stream = client.watch_task(request).await.map_err(code)?.into_inner();
+    stream
+        .message()
+        .await
+        .map_err(code)?
+        .ok_or("ended before its first message")?;
     opened();
     let mut last = None;
-    while let Some(state) = stream.message().await.ok()? {
+    while let Some(state) = stream.message().await.map_err(code)? {
         last = Some(state.status);
     }
-    (last.as_deref() == Some("COMPLETED")).then(Instant::now)
+    match last.as_deref() {
+        Some("COMPLETED") => Ok(Instant::now()),
+        other => Err(format!("ended after {other:?}")),
+    }
 }
 
 /// Writes a PENDING task hash for each id (a day's TTL, so that nothing outlives the run long).
