@@ -171,6 +171,31 @@ mod tests {
     }
 
     #[test]
+    fn sentinels_are_read_with_their_default_port_and_master() {
+        let plain = parse(&[]).unwrap();
+        assert!(plain.redis.sentinel.is_none());
+        assert_eq!(plain.redis.min_replicas_acked, 0);
+        let config = parse(&[
+            ("REDIS_SENTINELS", "s1:26380, s2 ,10.0.0.3:5000"),
+            ("REDIS_SENTINEL_PASSWORD", "pw"),
+            ("TASK_REDIS_MIN_REPLICAS_ACKED", "1"),
+        ])
+        .unwrap();
+        let sentinel = config.redis.sentinel.unwrap();
+        assert_eq!(
+            sentinel.addrs,
+            [
+                ("s1".to_owned(), 26380),
+                ("s2".to_owned(), 26379),
+                ("10.0.0.3".to_owned(), 5000)
+            ]
+        );
+        assert_eq!(sentinel.master, "mymaster");
+        assert_eq!(sentinel.password.unwrap().expose(), "pw");
+        assert_eq!(config.redis.min_replicas_acked, 1);
+    }
+
+    #[test]
     fn every_bad_value_names_its_variable() {
         for (name, value) in [
             ("TASK_GRPC_PORT", "http"),
@@ -193,6 +218,15 @@ mod tests {
             ("TASK_RATE_LIMIT_KEY", "metadata:Bad Key"),
             ("TASK_REQUEST_TRACING", "maybe"),
             ("TASK_MAX_IN_FLIGHT", "-1"),
+            ("REDIS_SENTINELS", "s1:port"),
+            ("REDIS_SENTINELS", "s1:0"),
+            ("REDIS_SENTINELS", " , "),
+            ("TASK_REDIS_MIN_REPLICAS_ACKED", "-1"),
+            ("TASK_REDIS_MIN_REPLICAS_ACKED", "one"),
+            ("TASK_IDEMPOTENCY_WINDOW", "0s"),
+            ("TASK_WATCH_MAX", "forever"),
+            ("TASK_WATCH_MAX_PER_CLIENT", "0"),
+            ("TASK_WATCH_NOTIFICATIONS", "maybe"),
         ] {
             let err = parse(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");
