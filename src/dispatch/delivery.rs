@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Instrument, field::Empty};
 
-use super::{RetryDelay, Shared, leases::Held, now_ms};
+use super::{RetryDelay, Shared, leases::Held, now_ms, repeated::Repeated};
 use crate::{
     metrics::TaskEnd,
     processor::{Answer, ProcessCall, outcome},
@@ -227,11 +227,15 @@ where
     Fut: Future<Output = Result<T, StoreError>>,
 {
     let mut retry = RetryDelay::default();
+    let writes = Repeated::new("cannot record a dispatch result");
     loop {
         match write().await {
-            Ok(value) => return Some(value),
+            Ok(value) => {
+                writes.succeeded();
+                return Some(value);
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot record a dispatch result; retrying");
+                writes.failed(&e);
                 tokio::select! {
                     () = tokio::time::sleep(retry.next()) => {}
                     () = shared.abort.cancelled() => return None,

@@ -10,7 +10,7 @@ use tokio::{
     time::Instant,
 };
 
-use super::{RetryDelay, Shared, delivery};
+use super::{RetryDelay, Shared, delivery, repeated::Repeated};
 use crate::{
     metrics::TaskEnd,
     store::{FailOutcome, FailRequest, MalformedEntry, QueueEntry, StoreError, Taken},
@@ -29,6 +29,8 @@ pub(super) async fn run(shared: Arc<Shared>, concurrency: usize) {
     prepare_queue(&shared).await;
     let mut next_reclaim = Instant::now();
     let mut retry = RetryDelay::default();
+    let reclaims = Repeated::new("cannot look for abandoned entries");
+    let reads = Repeated::new("cannot read the dispatch queue");
     while !shared.stop.is_cancelled() {
         reap(&mut work);
         let first = tokio::select! {
@@ -49,8 +51,13 @@ pub(super) async fn run(shared: Arc<Shared>, concurrency: usize) {
         if Instant::now() >= next_reclaim {
             next_reclaim = Instant::now() + shared.config.reaper_interval;
             match reclaim(&shared, permits.len()).await {
-                Ok(reclaimed) => taken = reclaimed,
-                Err(e) => tracing::warn!(error = %e, "cannot look for abandoned entries"),
+                Ok(reclaimed) => {
+                    reclaims.succeeded();
+                    taken = reclaimed;
+                }
+                Err(e) => {
+                    reclaims.failed(&e);
+                }
             }
         }
         let wanted = permits.len() - taken.len();
@@ -63,10 +70,11 @@ pub(super) async fn run(shared: Arc<Shared>, concurrency: usize) {
             match shared.store.read_new(&shared.consumer, wanted, block).await {
                 Ok(new) => {
                     retry = RetryDelay::default();
+                    reads.succeeded();
                     taken.extend(new);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the dispatch queue; retrying");
+                    reads.failed(&e);
                     shared.pause(retry.next()).await;
                 }
             }
@@ -83,11 +91,15 @@ pub(super) async fn run(shared: Arc<Shared>, concurrency: usize) {
 /// Creates the queue and its group, retrying until Redis answers (or shutdown).
 async fn prepare_queue(shared: &Shared) {
     let mut retry = RetryDelay::default();
+    let attempts = Repeated::new("cannot prepare the dispatch queue");
     while !shared.stop.is_cancelled() {
         match shared.store.ensure_queue().await {
-            Ok(()) => return,
+            Ok(()) => {
+                attempts.succeeded();
+                return;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot prepare the dispatch queue; retrying");
+                attempts.failed(&e);
                 shared.pause(retry.next()).await;
             }
         }

@@ -13,6 +13,7 @@ use std::{
 use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 
+use super::repeated::Repeated;
 use crate::{store::Store, task::TaskId};
 
 /// The held entries: for each, whether the write that ends it here (its acknowledgement) has
@@ -24,6 +25,7 @@ pub(super) struct Leases {
     visibility_timeout: Duration,
     lost: Counter,
     held: Mutex<HashMap<String, Entry>>,
+    renewals: Repeated,
 }
 
 /// A held entry's state.
@@ -58,6 +60,7 @@ impl Leases {
             visibility_timeout,
             lost,
             held: Mutex::default(),
+            renewals: Repeated::new("cannot renew leases"),
         }
     }
 
@@ -143,8 +146,12 @@ impl Leases {
                     tracing::warn!(entry = %id, "lost the lease of an entry still in flight here");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot renew leases"),
+            Err(e) => {
+                self.renewals.failed(&e);
+                return;
+            }
         }
+        self.renewals.succeeded();
     }
 }
 

@@ -24,6 +24,7 @@ mod delivery;
 mod intake;
 mod leases;
 mod reaper;
+mod repeated;
 
 use std::{
     sync::Arc,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use super::now_ms;
+use super::{now_ms, repeated::Repeated};
 use crate::{
     config::DispatchConfig,
     metrics::{Metrics, TaskEnd},
@@ -33,17 +33,24 @@ pub(super) async fn run(
     let mut ticks = tokio::time::interval(config.reaper_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut trim_cursor: Option<String> = None;
+    let rounds = Repeated::new(
+        "reaper: cannot do its round (watched tasks, queue figures, index, consumers)",
+    );
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             () = stop.cancelled() => return,
         }
+        // One line while its steps keep failing (Redis down, say), not one per step and tick.
+        let mut failure: Option<StoreError> = None;
         if let Err(e) = sweep(&store, &config, &metrics).await {
-            tracing::warn!(error = %e, "reaper: cannot look at watched tasks");
+            failure.get_or_insert(e);
         }
         match store.queue_stats().await {
             Ok(stats) => record_queue(&metrics, &stats),
-            Err(e) => tracing::warn!(error = %e, "reaper: cannot read the queue's figures"),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
         match store.trim_index(trim_cursor.as_deref(), TRIM_BATCH).await {
             Ok((removed, next)) => {
@@ -52,7 +59,9 @@ pub(super) async fn run(
                 }
                 trim_cursor = next;
             }
-            Err(e) => tracing::warn!(error = %e, "reaper: cannot trim the task index"),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
         let gone_after = (config.visibility_timeout * 4).max(Duration::from_secs(600));
         match store.forget_consumers(gone_after).await {
@@ -61,7 +70,15 @@ pub(super) async fn run(
                 consumers = n,
                 "reaper: forgot consumers of instances that are gone"
             ),
-            Err(e) => tracing::warn!(error = %e, "reaper: cannot list consumers"),
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+        match failure {
+            Some(e) => {
+                rounds.failed(&e);
+            }
+            None => rounds.succeeded(),
         }
     }
 }
