@@ -42,6 +42,9 @@ pub struct ReferenceProcessor {
     cancelled: Arc<Mutex<Cancelled>>,
 }
 
+/// How long a report is tried again before the call fails.
+const REPORT_FOR: Duration = Duration::from_secs(30);
+
 /// Cancelled tasks remembered.
 pub const REMEMBERED: usize = 100_000;
 
@@ -96,13 +99,31 @@ impl ReferenceProcessor {
         processor_server::ProcessorServer::new(self)
     }
 
+    /// Writes a report, trying again for up to [`REPORT_FOR`] (Redis restarting, a failover
+    /// under way, a write no replica acknowledged yet): a result is not given up at the first
+    /// moment without a primary.
     async fn report(&self, task_id: TaskId, report: ProcessorReport<'_>) -> Result<(), Status> {
-        self.store
-            .processor_report(task_id, report, &now_timestamp())
-            .await
-            .map_err(|e| {
-                Status::internal(format!("reference processor could not write the task: {e}"))
-            })
+        let give_up = tokio::time::Instant::now() + REPORT_FOR;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self
+                .store
+                .processor_report(task_id, report, &now_timestamp())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() + delay < give_up => {
+                    tracing::debug!(task.id = %task_id, error = %e, "reference processor: writing the task again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    return Err(Status::internal(format!(
+                        "reference processor could not write the task: {e}"
+                    )));
+                }
+            }
+        }
     }
 
     /// Copies the original to the result path; the error says what went wrong.

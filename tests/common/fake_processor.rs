@@ -317,16 +317,24 @@ async fn answer(
                 let id = task_id(task_id_text)?;
                 let now = now_timestamp();
                 let result = format!("./data/videos/{id}/result.mp4");
+                // Like a Processor that keeps its result: each write is tried again for a while
+                // (Redis restarting, a failover), not given up at once.
                 for report in [
                     ProcessorReport::Processing,
                     ProcessorReport::Completed {
                         result_file_key: &result,
                     },
                 ] {
-                    store
-                        .processor_report(id, report, &now)
-                        .await
-                        .map_err(|e| Status::internal(e.to_string()))?;
+                    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+                    loop {
+                        match store.processor_report(id, report, &now).await {
+                            Ok(()) => break,
+                            Err(_) if tokio::time::Instant::now() < give_up => {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            Err(e) => return Err(Status::internal(e.to_string())),
+                        }
+                    }
                 }
                 return Ok(Response::new(ProcessVideoResponse {}));
             }
