@@ -41,7 +41,8 @@ start_service() {
 }
 
 # The limiter stays in the stack but never binds: one benchmark client is one peer address.
-full_port=$(start_service full TASK_RATE_LIMIT_PER_CLIENT=100000000)
+full_metrics=$(free_port)
+full_port=$(start_service full TASK_RATE_LIMIT_PER_CLIENT=100000000 TASK_METRICS_PORT="$full_metrics")
 # CreateTask answered once a replica holds the task (WAIT 1): the durability knob's cost.
 durable_port=$(start_service durable TASK_RATE_LIMIT_PER_CLIENT=100000000 TASK_REDIS_MIN_REPLICAS_ACKED=1)
 # Two for 10,000 watches from one client: woken by Redis's notifications, and by polling alone.
@@ -50,7 +51,9 @@ many_watches="TASK_WATCH_MAX_PER_CLIENT=20000 TASK_WATCH_MAX_TOTAL=20000"
 watch_port=$(start_service watch $many_watches)
 # shellcheck disable=SC2086
 watch_poll_port=$(start_service watch-poll $many_watches TASK_WATCH_NOTIFICATIONS=off)
-minimal_port=$(start_service minimal TASK_RATE_LIMIT_PER_CLIENT=0 TASK_MAX_IN_FLIGHT=0 TASK_REQUEST_TRACING=off)
+minimal_metrics=$(free_port)
+minimal_port=$(start_service minimal TASK_RATE_LIMIT_PER_CLIENT=0 TASK_MAX_IN_FLIGHT=0 TASK_REQUEST_TRACING=off \
+  TASK_METRICS_PORT="$minimal_metrics")
 ceiling_port=$(free_port)
 "$bin/task-bench" ceiling --listen "127.0.0.1:$ceiling_port" >"$work/ceiling.log" 2>&1 &
 echo $! > "$work/ceiling.pid"
@@ -59,6 +62,52 @@ wait_port "$ceiling_port"
 load() { "$bin/task-bench" run --json --clients "$CLIENTS" --connections "$CONNECTIONS" --duration "$DURATION" "$@"; }
 redis_rps() {
   redis-benchmark -p "$redis_port" -c 50 -n "${1}" -q --csv "${@:2}" | tail -n 1 | cut -d'"' -f4
+}
+
+# h2load, a C HTTP/2 load generator that takes far less CPU than task-bench, as a second,
+# independent view: 10 connections x 5 streams, the same rounds. It counts gRPC errors (HTTP 200
+# with an error in the trailers) as successes, so the service's own metrics give the OK count.
+command -v h2load >/dev/null || {
+  echo "installing Debian's nghttp2-client (h2load)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client >/dev/null
+}
+h2_task=$("$bin/taskctl" --addr "127.0.0.1:$full_port" create bench/original.mp4 | sed -n 's/^task_id: //p')
+grpc_body() { python3 - "$@" <<'PY'
+import struct, sys
+out, text = sys.argv[1], sys.argv[2].encode()
+message = bytes([0x0A, len(text)]) + text      # field 1 (task_id, or original_file_key), a string
+open(out, "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
+PY
+}
+grpc_body "$work/get.bin" "$h2_task"
+grpc_body "$work/create.bin" bench/original.mp4
+# ok_count PORT METHOD: the service's OK answers to METHOD so far.
+ok_count() {
+  curl -s "http://127.0.0.1:$1/metrics" | python3 -c '
+import re, sys
+method = sys.argv[1]
+print(int(sum(float(v) for labels, v in re.findall(r"^task_rpc_requests_total\{([^}]*)\} (\S+)$", sys.stdin.read(), re.M)
+              if f"method=\"/task.Task/{method}\"" in labels and "code=\"OK\"" in labels)))' "$2"
+}
+# h2 LABEL PORT METHOD BODY [METRICS_PORT]: one h2load run, as a JSON line (p99 from its log).
+h2() {
+  local label=$1 port=$2 method=$3 body=$4 metrics=${5:-}
+  local before=0; [ -n "$metrics" ] && before=$(ok_count "$metrics" "$method")
+  rm -f "$work/h2.log"
+  h2load -c 10 -m 5 -D "${DURATION%s}" --warm-up-time 1 -d "$body" --log-file "$work/h2.log" \
+    -H 'content-type: application/grpc' -H 'te: trailers' \
+    "http://127.0.0.1:$port/task.Task/$method" > "$work/h2.out" 2>&1
+  local after=-1; [ -n "$metrics" ] && after=$(ok_count "$metrics" "$method")
+  python3 - "$label" "$work/h2.out" "$work/h2.log" "$before" "$after" <<'PY' >> "$work/results.jsonl"
+import json, re, sys
+label, out, log, before, after = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+rps = float(re.search(r"finished in [^,]+, ([\d.]+) req/s", out).group(1))
+done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", out).group(1))
+lat = sorted(int(line.split("\t")[2]) for line in open(log) if line.strip())
+p99 = lat[int(len(lat) * 0.99)] if lat else 0
+print(json.dumps({"label": label, "requests_per_sec": rps, "done": done,
+                  "ok": None if after < 0 else after - before, "latency": {"p99_us": p99}}))
+PY
 }
 
 redis-cli -p "$redis_port" HSET task:bench task_id 5bd6e4a5-8ea7-4b36-a1a0-9b6e1c2b9e0a status COMPLETED \
@@ -73,6 +122,9 @@ for round in $(seq 1 "$ROUNDS"); do
   load --addr "http://127.0.0.1:$full_port" --scenario get --label get-full >> "$work/results.jsonl"
   load --addr "http://127.0.0.1:$minimal_port" --scenario get --label get-minimal >> "$work/results.jsonl"
   load --addr "http://127.0.0.1:$ceiling_port" --scenario get --label get-ceiling >> "$work/results.jsonl"
+  h2 h2-get-full "$full_port" GetTaskStatus "$work/get.bin" "$full_metrics"
+  h2 h2-get-minimal "$minimal_port" GetTaskStatus "$work/get.bin" "$minimal_metrics"
+  h2 h2-get-ceiling "$ceiling_port" GetTaskStatus "$work/get.bin"
 done
 
 # Latency at half the peak and memory with 1000 clients, while the service has no other work
@@ -94,6 +146,7 @@ for _ in $(seq 1 50); do
   redis-cli -p "$replica_port" INFO replication | grep -q 'master_link_status:up' && break; sleep 0.2
 done
 for round in $(seq 1 "$ROUNDS"); do
+  h2 h2-create-full "$full_port" CreateTask "$work/create.bin" "$full_metrics"
   load --addr "http://127.0.0.1:$full_port" --scenario create --label create-full >> "$work/results.jsonl"
   load --addr "http://127.0.0.1:$full_port" --scenario create-idempotent --label create-idempotent-full >> "$work/results.jsonl"
   load --addr "http://127.0.0.1:$durable_port" --scenario create --label create-durable >> "$work/results.jsonl"

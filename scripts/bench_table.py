@@ -74,6 +74,21 @@ e2e = runs.get("e2e-full", [None])[0]
 if e2e:
     e = e2e["e2e"]
     print(f"| end to end: CreateTask until COMPLETED | {e['tasks_per_sec']:,.0f} tasks/s | - | {e['created']:,} created, {e['completed']:,} COMPLETED, {e['failed']} FAILED, {e['lost']} lost (target >= 3,000/s, 0 lost) |")
+h2_ceiling = median("h2-get-ceiling")
+if h2_ceiling:
+    print()
+    print(f"h2load, 10 connections x 5 streams (median of {len(runs.get('h2-get-full', []))} rounds; OK answers counted by the service's own metrics, h2load's 1 s warm-up included, against the requests h2load counted done in the measured period):")
+    print()
+    print("| served by (h2load) | requests/s | p99 ms | OK answers / done | ratio to the ceiling |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    for label, name in [("h2-get-ceiling", "bare tonic, GetTaskStatus from memory (ceiling)"),
+                        ("h2-get-minimal", "GetTaskStatus, every optional layer off"),
+                        ("h2-get-full", "GetTaskStatus, full stack"),
+                        ("h2-create-full", "CreateTask, full stack")]:
+        value = median(label)
+        last = runs.get(label, [None])[-1]
+        ok = "-" if not last or last.get("ok") is None else f"{last['ok']:,} / {last['done']:,}"
+        print(f"| {name} | {fmt(value)} | {fmt(p99_ms(label), '{:.2f}')} | {ok} | {fmt(ratio(value, h2_ceiling), '{:.2f}')} x |")
 errors = {label: {c: n for c, n in r[0].get("codes", {}).items() if c != "OK"} for label, r in runs.items() if r[0].get("codes")}
 errors = {k: v for k, v in errors.items() if v}
 print()
