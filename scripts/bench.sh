@@ -139,7 +139,7 @@ echo "== create without and with a request_id, and with a replica's acknowledgem
 # A replica for these rounds only (it takes CPU of its own while attached: every create runs with it).
 replica_port=$(free_port)
 redis-server --port "$replica_port" --save '' --appendonly no --replicaof 127.0.0.1 "$redis_port" \
-  --logfile "$work/replica.log" &
+  --dir "$work" --logfile "$work/replica.log" &
 echo $! > "$work/replica.pid"
 wait_port "$replica_port"
 for _ in $(seq 1 50); do
