@@ -286,17 +286,15 @@ fn header() {
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
 }
 
-#[tokio::test]
-async fn a_killed_primary_loses_no_acknowledged_task_with_one_replica_ack() {
+/// Runs `fault` with the knob at 1 and at 0, prints both, and checks: with 1, no acknowledged task
+/// lost or stuck; with either, none stuck and every call answered within its bound.
+async fn with_and_without_the_knob(fault: fn() -> Fault, with_name: &str, without_name: &str) {
     let _one_at_a_time = SERIAL.lock().await;
-    let with = scenario(Fault::Kill, "1").await;
-    let without = scenario(Fault::Kill, "0").await;
+    let with = scenario(fault(), "1").await;
+    let without = scenario(fault(), "0").await;
     header();
-    print("primary SIGKILLed, TASK_REDIS_MIN_REPLICAS_ACKED=1", &with);
-    print(
-        "primary SIGKILLed, TASK_REDIS_MIN_REPLICAS_ACKED=0",
-        &without,
-    );
+    print(with_name, &with);
+    print(without_name, &without);
     assert!(
         with.acked > 100,
         "the load went on: {} acknowledged",
@@ -319,36 +317,21 @@ async fn a_killed_primary_loses_no_acknowledged_task_with_one_replica_ack() {
 }
 
 #[tokio::test]
+async fn a_killed_primary_loses_no_acknowledged_task_with_one_replica_ack() {
+    with_and_without_the_knob(
+        || Fault::Kill,
+        "primary SIGKILLed, TASK_REDIS_MIN_REPLICAS_ACKED=1",
+        "primary SIGKILLed, TASK_REDIS_MIN_REPLICAS_ACKED=0",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_partitioned_primary_stops_taking_writes_and_none_acknowledged_is_lost() {
-    let _one_at_a_time = SERIAL.lock().await;
-    let with = scenario(Fault::Partition, "1").await;
-    let without = scenario(Fault::Partition, "0").await;
-    header();
-    print(
+    with_and_without_the_knob(
+        || Fault::Partition,
         "primary partitioned, TASK_REDIS_MIN_REPLICAS_ACKED=1",
-        &with,
-    );
-    print(
         "primary partitioned, TASK_REDIS_MIN_REPLICAS_ACKED=0 (min-replicas-to-write only)",
-        &without,
-    );
-    assert!(
-        with.acked > 100,
-        "the load went on: {} acknowledged",
-        with.acked
-    );
-    assert_eq!(
-        (with.lost, with.stuck),
-        (0, 0),
-        "no acknowledged task lost or stuck"
-    );
-    assert_eq!(with.completed, with.acked);
-    assert_eq!(without.stuck, 0);
-    for outcome in [&with, &without] {
-        assert!(
-            !outcome.refused.contains_key(NO_ANSWER),
-            "every call answered within its bound: {:?}",
-            outcome.refused
-        );
-    }
+    )
+    .await;
 }

@@ -450,6 +450,17 @@ async fn watch_a_quick_processor(service: &TestService, redis: &TestRedis, round
     }
 }
 
+/// Redis's `notify-keyspace-events` setting.
+async fn notification_flags(redis: &TestRedis) -> String {
+    let reply: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("notify-keyspace-events")
+        .query_async(&mut redis.connection().await)
+        .await
+        .unwrap();
+    reply[1].clone()
+}
+
 async fn wait_for_open_watches(service: &TestService, n: u32) {
     common::metrics::wait_for_metric(service.metrics_addr, "task_watches_open", LONG, |open| {
         open == f64::from(n)
@@ -489,13 +500,8 @@ async fn watches_woken_by_redis_end_with_completed() {
         .unwrap();
     let seen = following.await.unwrap();
     assert_eq!(seen.statuses(), ["PENDING", "COMPLETED"]);
-    let flags: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("notify-keyspace-events")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(flags[1].contains('K'), "turned on again: {flags:?}");
+    let flags = notification_flags(&redis).await;
+    assert!(flags.contains('K'), "turned on again: {flags:?}");
     service.stop().await;
 }
 
@@ -513,13 +519,7 @@ async fn watches_without_notifications_end_with_completed() {
     ))
     .await;
     watch_a_quick_processor(&service, &redis, 5).await;
-    let flags: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("notify-keyspace-events")
-        .query_async(&mut redis.connection().await)
-        .await
-        .unwrap();
-    assert_eq!(flags[1], "", "left as it was");
+    assert_eq!(notification_flags(&redis).await, "", "left as it was");
     service.stop().await;
 }
 

@@ -255,21 +255,7 @@ impl SentinelCluster {
     /// until it follows.
     pub async fn restart_old_primary(&self) {
         docker(&["start", &self.primary.name]).await;
-        eventually(
-            Duration::from_secs(60),
-            "the old primary to rejoin as a replica",
-            || async {
-                let mut conn = connect(&self.primary.ip, 6379).await?;
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async(&mut conn)
-                    .await
-                    .ok()?;
-                (info.contains("role:slave") && info.contains("master_link_status:up"))
-                    .then_some(())
-            },
-        )
-        .await;
+        self.wait_until_old_primary_follows().await;
     }
 
     /// Cuts the primary off from the sentinels and the replica, both ways; the host (the
@@ -303,9 +289,16 @@ impl SentinelCluster {
         for rule in std::mem::take(&mut self.cuts) {
             iptables("-D", &rule).await;
         }
+        self.wait_until_old_primary_follows().await;
+    }
+}
+
+impl SentinelCluster {
+    /// Waits until the old primary is a replica in sync with the new one.
+    async fn wait_until_old_primary_follows(&self) {
         eventually(
             Duration::from_secs(60),
-            "the old primary to follow the new one",
+            "the old primary to follow the new one as a replica",
             || async {
                 let mut conn = connect(&self.primary.ip, 6379).await?;
                 let info: String = redis::cmd("INFO")

@@ -100,9 +100,7 @@ impl Failure {
             Self::Timeout => true,
             Self::Redis(e) => {
                 matches!(e.code(), Some("READONLY" | "NOREPLICAS" | "MASTERDOWN"))
-                    || e.kind() == ErrorKind::Io
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
+                    || is_connection_lost(e)
                     || e.is_timeout()
             }
         }
@@ -177,12 +175,12 @@ impl RedisStore {
         })
     }
 
-    /// Where requests go, for messages and spans.
+    /// Where requests go, for messages.
     fn addr(&self) -> String {
-        self.inner.nodes.current().map_or_else(
-            || "the Redis primary (not found yet)".to_owned(),
-            |n| n.addr.clone(),
-        )
+        self.inner
+            .nodes
+            .current()
+            .map_or_else(|| NO_PRIMARY_YET.to_owned(), |n| n.addr.clone())
     }
 
     /// A multiplexed connection to the node in use, round robin.
@@ -207,6 +205,8 @@ impl RedisStore {
         (name, key): (&'static str, &str),
         op: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, Failure> {
+        // The node's own address, borrowed: no string is made per call.
+        let node = self.inner.nodes.current();
         let span = tracing::info_span!(
             "redis",
             otel.name = name,
@@ -214,7 +214,7 @@ impl RedisStore {
             db.system = "redis",
             db.operation.name = name,
             db.redis.key = key,
-            server.address = %self.addr(),
+            server.address = node.as_deref().map_or(NO_PRIMARY_YET, |n| n.addr.as_str()),
         );
         match tokio::time::timeout(limit, op).instrument(span).await {
             Ok(Ok(value)) => Ok(value),
@@ -312,10 +312,7 @@ impl RedisStore {
                 addr,
                 after: self.inner.timeout,
             }
-        } else if e.kind() == ErrorKind::Io
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-        {
+        } else if is_connection_lost(&e) {
             StoreError::Unreachable {
                 addr,
                 reason: e.to_string(),
@@ -534,9 +531,9 @@ impl RedisStore {
         pairs: &[(&str, &str)],
     ) -> Result<(), StoreError> {
         let key = task_key(task_id);
-        let mut conn = self.connection()?;
-        let wanted = self.inner.min_replicas_acked;
-        if wanted == 0 {
+        let node = self.node()?;
+        let Some(durable) = node.durable.clone() else {
+            let mut conn = node.connection();
             return self
                 .run(
                     ("HSET", &key),
@@ -547,19 +544,22 @@ impl RedisStore {
                 )
                 .await
                 .map(drop);
-        }
-        // A Processor that must survive failovers waits for its replicas too.
+        };
+        // A Processor that must survive failovers waits for its replicas too, on the
+        // connections kept for waited writes (a WAIT holds its connection).
         let mut pipe = redis::pipe();
         pipe.cmd("HSET")
             .arg(&key)
             .arg(pairs)
             .ignore()
             .cmd("WAIT")
-            .arg(wanted)
+            .arg(self.inner.min_replicas_acked)
             .arg(self.wait_ms());
-        let (acked,): (u32,) = self
-            .run(("HSET", &key), pipe.query_async(&mut conn))
-            .await?;
+        let attempt = async {
+            let mut conn = durable.get().await.map_err(pooled_error)?;
+            pipe.query_async::<(u32,)>(&mut *conn).await
+        };
+        let (acked,) = self.run(("HSET", &key), attempt).await?;
         self.replicated(acked)
     }
 
@@ -634,6 +634,14 @@ fn tls_certificates(tls: &RedisTls) -> RedisResult<TlsCertificates> {
         client_tls,
         root_cert,
     })
+}
+
+/// What [`RedisStore::addr`] says before Sentinel has named a primary.
+const NO_PRIMARY_YET: &str = "the Redis primary (not found yet)";
+
+/// No connection could be made, or it broke.
+fn is_connection_lost(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Io || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
 /// A pool's failure to hand out a connection, as Redis's error.

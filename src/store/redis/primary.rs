@@ -50,11 +50,9 @@ const DURABLE_CONNECTIONS: u32 = 32;
 impl Node {
     /// Connections to `client`'s node, made when first used.
     pub fn open(client: Client, config: &RedisConfig) -> RedisResult<Self> {
-        let addr = match client.get_connection_info().addr() {
-            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-                format!("{host}:{port}")
-            }
-            other => other.to_string(),
+        let addr = match host_port(client.get_connection_info().addr()) {
+            Some((host, port)) => format!("{host}:{port}"),
+            None => client.get_connection_info().addr().to_string(),
         };
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
@@ -220,17 +218,15 @@ impl Nodes {
         .await
         .map_err(|_| "the sentinels did not answer within TASK_REDIS_TIMEOUT".to_owned())?
         .map_err(|e| format!("the sentinels named no primary that answers as one: {e}"))?;
-        let (host, port) = match found.get_connection_info().addr() {
-            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-                (host.clone(), *port)
-            }
-            other => return Err(format!("the sentinels named {other}, not a TCP address")),
+        let Some((host, port)) = host_port(found.get_connection_info().addr()) else {
+            let other = found.get_connection_info().addr();
+            return Err(format!("the sentinels named {other}, not a TCP address"));
         };
         let addr = format!("{host}:{port}");
         if self.current().is_some_and(|node| node.addr == addr) {
             return Ok(());
         }
-        let node = (sentinels.build)(&sentinels.config, &host, port)
+        let node = (sentinels.build)(&sentinels.config, host, port)
             .and_then(|client| Node::open(client, &sentinels.config))
             .map_err(|e| format!("cannot connect to the primary {addr}: {e}"))?;
         let was = self
@@ -312,5 +308,15 @@ impl Nodes {
             }
             retry = (retry * 2).min(Duration::from_secs(5));
         }
+    }
+}
+
+/// The host and port of a TCP address (with or without TLS).
+fn host_port(addr: &ConnectionAddr) -> Option<(&str, u16)> {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            Some((host, *port))
+        }
+        _ => None,
     }
 }
