@@ -313,29 +313,37 @@ async fn answer(
                 reply = Reply::Complete;
             }
             Reply::Complete => {
-                let store = state.store.as_ref().expect("Reply::Complete needs a store");
+                let store = state.store.clone().expect("Reply::Complete needs a store");
                 let id = task_id(task_id_text)?;
-                let now = now_timestamp();
-                let result = format!("./data/videos/{id}/result.mp4");
-                // Like a Processor that keeps its result: each write is tried again for a while
-                // (Redis restarting, a failover), not given up at once.
-                for report in [
-                    ProcessorReport::Processing,
-                    ProcessorReport::Completed {
-                        result_file_key: &result,
-                    },
-                ] {
-                    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
-                    loop {
-                        match store.processor_report(id, report, &now).await {
-                            Ok(()) => break,
-                            Err(_) if tokio::time::Instant::now() < give_up => {
-                                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Like a Processor that keeps its result: the writes go on when the caller gives
+                // up on the call (its deadline), and each is tried again for a while (Redis
+                // restarting, a failover), not given up at once.
+                let written = tokio::spawn(async move {
+                    let now = now_timestamp();
+                    let result = format!("./data/videos/{id}/result.mp4");
+                    for report in [
+                        ProcessorReport::Processing,
+                        ProcessorReport::Completed {
+                            result_file_key: &result,
+                        },
+                    ] {
+                        let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+                        loop {
+                            match store.processor_report(id, report, &now).await {
+                                Ok(()) => break,
+                                Err(_) if tokio::time::Instant::now() < give_up => {
+                                    tokio::time::sleep(Duration::from_millis(200)).await;
+                                }
+                                Err(e) => return Err(e.to_string()),
                             }
-                            Err(e) => return Err(Status::internal(e.to_string())),
                         }
                     }
-                }
+                    Ok(())
+                });
+                written
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(Status::internal)?;
                 return Ok(Response::new(ProcessVideoResponse {}));
             }
         }
