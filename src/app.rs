@@ -1,5 +1,5 @@
-//! Wiring: the store, the Processor client stack, the dispatcher, the metrics endpoint and the
-//! server, started and stopped in the right order, every background task under one
+//! Wiring: the store, the Processor client stack, the dispatcher, the metrics endpoint with the
+//! console, and the server, started and stopped in the right order, every background task under one
 //! [`Supervisor`].
 //!
 //! [`serve`] is mini-redis's `run(listener, shutdown)`: the caller binds the listeners (tests
@@ -16,6 +16,7 @@ use crate::{
     api::{ApiParts, TaskApi},
     auth::Authenticator,
     config::Config,
+    console::{Console, ConsoleParts, ProcessorView},
     dispatch::{self, Dispatcher, DispatcherParts},
     events::Events,
     metrics::{self, Live, Metrics},
@@ -137,8 +138,14 @@ pub async fn serve_with<T: Task>(
         }
         None => None,
     };
+    let console_authenticator = authenticator.clone();
     let limits = server::Limits::new(&config.server, authenticator);
     let connections = Arc::new(ConnectionStats::default());
+    let console_processor = ProcessorView {
+        breaker: processor.breaker.clone(),
+        in_flight: processor.in_flight.clone(),
+        concurrency: config.processor.concurrency,
+    };
     let registry = metrics.registry(Live {
         breaker: Some(processor.breaker.clone()),
         processor_in_flight: Some(processor.in_flight.clone()),
@@ -159,7 +166,7 @@ pub async fn serve_with<T: Task>(
             async move { redis.follow_primary(shutdown).await }
         });
     }
-    tracing::info!(addr = %listeners.metrics.local_addr()?, "metrics at /metrics");
+    let metrics_addr = listeners.metrics.local_addr()?;
     let metrics_connections = transport::accept(
         listeners.metrics,
         ListenerLimits {
@@ -174,15 +181,6 @@ pub async fn serve_with<T: Task>(
         },
         None,
         Arc::default(),
-    );
-    let metrics_server = supervisor.spawn_fallible(
-        "metrics endpoint",
-        metrics::serve(
-            metrics_connections,
-            registry,
-            config.transport.metrics_header_timeout,
-            shutdown.clone(),
-        ),
     );
     let events = Events::start(
         &store,
@@ -214,6 +212,35 @@ pub async fn serve_with<T: Task>(
         config: config.api.clone(),
         shutdown: shutdown.clone(),
     });
+    let mut web = metrics::router(registry);
+    let console = Console::new(ConsoleParts {
+        api: api.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        processor: console_processor,
+        config: config.console.clone(),
+        authenticator: console_authenticator,
+    });
+    match console {
+        Some(console) => {
+            web = web.merge(console.router());
+            supervisor.spawn(
+                "console activity",
+                console.sample_activity(shutdown.clone()),
+            );
+            tracing::info!(addr = %metrics_addr, console = ?config.console.mode, "metrics at /metrics, console at /console");
+        }
+        None => tracing::info!(addr = %metrics_addr, "metrics at /metrics (console off)"),
+    }
+    let metrics_server = supervisor.spawn_fallible(
+        "metrics endpoint",
+        metrics::serve(
+            metrics_connections,
+            web,
+            config.transport.metrics_header_timeout,
+            shutdown.clone(),
+        ),
+    );
     tracing::info!(addr = %listeners.grpc.local_addr()?, processor = %config.processor.addr, "task service listening");
     let mut transport = config.transport.clone();
     transport.max_connections = transport::under_fd_limit(transport.max_connections);

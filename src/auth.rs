@@ -151,22 +151,25 @@ impl Callers {
     /// listed hash in constant time.
     pub fn identify(&self, credential: Credential<'_>) -> Option<Caller> {
         match credential {
-            Credential::Token(token) => {
-                let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-                let mut found = None;
-                for (caller, hash) in &self.tokens {
-                    if bool::from(hash.ct_eq(&presented)) {
-                        found = Some(caller.clone());
-                    }
-                }
-                found
-            }
+            Credential::Token(token) => self.identify_token_hash(&token_digest(token)),
             Credential::Certificate(common_name) => self
                 .certificates
                 .iter()
                 .find(|(_, name)| name == common_name)
                 .map(|(caller, _)| caller.clone()),
         }
+    }
+
+    /// The caller whose token has this SHA-256 (a console session holds the hash, not the
+    /// token), compared with every listed hash in constant time.
+    pub fn identify_token_hash(&self, presented: &[u8; 32]) -> Option<Caller> {
+        let mut found = None;
+        for (caller, hash) in &self.tokens {
+            if bool::from(hash.ct_eq(presented)) {
+                found = Some(caller.clone());
+            }
+        }
+        found
     }
 
     /// How many callers the file lists.
@@ -178,6 +181,11 @@ impl Callers {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The SHA-256 of a bearer token, as bytes.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 /// The callers of the tokens file in force, following the file.
@@ -230,7 +238,7 @@ fn read(path: &Path) -> Result<Callers, TokensFileError> {
 
 /// The SHA-256 of a token, as the file writes it.
 pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(token_digest(token))
 }
 
 #[cfg(test)]

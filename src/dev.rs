@@ -45,8 +45,14 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
     config.metrics_addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), config.metrics_addr.port());
     let listeners = Listeners::bind(&config).await?;
     let addr = listeners.grpc.local_addr()?;
+    let web = listeners.metrics.local_addr()?;
+    let console = match config.console.mode {
+        task_service::config::ConsoleMode::Off => "off (TASK_DASHBOARD=off)".to_owned(),
+        _ => format!("http://{web}/console"),
+    };
     println!(
         "task-service dev: in-memory store, reference processor in-process, listening on {addr}\n\
+         Console: {console}   Metrics: http://{web}/metrics\n\
          Try it (in another terminal):\n  \
          mkdir -p {root} && echo demo > {root}/demo.mp4\n  \
          cargo run --bin taskctl -- --addr {addr} create demo.mp4 --wait\n\

@@ -67,6 +67,27 @@ impl From<Error> for Status {
     }
 }
 
+/// The HTTP status that stands for a gRPC code, for the console's pages (as the gRPC-HTTP
+/// gateways map them).
+pub fn http_status(code: Code) -> http::StatusCode {
+    use http::StatusCode as H;
+    match code {
+        Code::Ok => H::OK,
+        Code::InvalidArgument | Code::OutOfRange => H::BAD_REQUEST,
+        Code::NotFound => H::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted | Code::FailedPrecondition => H::CONFLICT,
+        Code::PermissionDenied => H::FORBIDDEN,
+        Code::Unauthenticated => H::UNAUTHORIZED,
+        Code::ResourceExhausted => H::TOO_MANY_REQUESTS,
+        Code::Unimplemented => H::NOT_IMPLEMENTED,
+        Code::Unavailable => H::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => H::GATEWAY_TIMEOUT,
+        Code::Cancelled | Code::Unknown | Code::Internal | Code::DataLoss => {
+            H::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
 /// What is wrong with a unary request's gRPC framing (see `server::unary_framing`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {

@@ -13,7 +13,7 @@
 //! - [`processor`]: the Processor client stack and the reference Processor.
 //! - [`dispatch`]: the dispatcher, its leases and the reaper.
 //! - [`metrics`]: the Prometheus figures and their endpoint; [`events`]: changes to tasks, told
-//!   to watches and deliveries.
+//!   to watches and deliveries; [`console`]: the operator's web pages beside `/metrics`.
 //! - [`server`]: the gRPC server; [`transport`]: its connections (cap, deadlines, TLS);
 //!   [`app`]: the wiring; [`supervisor`]: the background tasks' supervision; [`reload`]:
 //!   following files that change while the service runs.
@@ -28,6 +28,7 @@ pub mod app;
 pub mod auth;
 pub mod codec;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod error;
 pub mod events;

@@ -1,7 +1,7 @@
 //! The figures a queue is judged by, for Prometheus: RPCs by method and code with latency,
 //! tasks created and ended by outcome, queue depth and age of the oldest entry, Processor calls
 //! in flight, retries, rescues, the circuit breaker, rate-limited requests. Served as text on
-//! `TASK_METRICS_PORT` at `/metrics`.
+//! `TASK_METRICS_PORT` at `/metrics`, beside the console.
 //!
 //! Counters are prometheus-client metrics updated where things happen; what other components
 //! already count (the breaker, the rate limiter, the semaphores) is read at scrape time by
@@ -84,7 +84,21 @@ pub enum TaskEnd {
 }
 
 impl TaskEnd {
-    fn label(self) -> &'static str {
+    /// Every way a task ends.
+    pub const ALL: [Self; 9] = [
+        Self::Completed,
+        Self::FailedByProcessor,
+        Self::Rejected,
+        Self::Unreachable,
+        Self::Expired,
+        Self::Poisoned,
+        Self::Stalled,
+        Self::Malformed,
+        Self::Cancelled,
+    ];
+
+    /// Its `outcome` label.
+    pub fn label(self) -> &'static str {
         match self {
             Self::Completed => "completed",
             Self::FailedByProcessor => "failed_by_processor",
@@ -175,6 +189,15 @@ impl Metrics {
                 outcome: end.label(),
             })
             .inc();
+    }
+
+    /// Tasks seen ending this way since start.
+    pub fn ended_count(&self, end: TaskEnd) -> u64 {
+        self.tasks_ended
+            .get_or_create(&OutcomeLabels {
+                outcome: end.label(),
+            })
+            .get()
     }
 
     /// A registry of every metric, plus the `live` ones read at scrape time.
@@ -425,16 +448,10 @@ fn counter(
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
-/// Serves `/metrics` on the connections of `incoming` until `shutdown`: HTTP/1.1 (or h2c),
-/// each request's headers within `header_timeout`.
-pub async fn serve(
-    mut incoming: ReceiverStream<std::io::Result<Conn>>,
-    registry: Registry,
-    header_timeout: Duration,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
+/// `/metrics`: the registry in the OpenMetrics text format.
+pub fn router(registry: Registry) -> Router {
     let registry = Arc::new(registry);
-    let app = Router::new().route(
+    Router::new().route(
         "/metrics",
         get(move || {
             let registry = registry.clone();
@@ -445,7 +462,17 @@ pub async fn serve(
                 Ok::<_, http::StatusCode>(([(http::header::CONTENT_TYPE, OPENMETRICS)], text))
             }
         }),
-    );
+    )
+}
+
+/// Serves `app` (`/metrics`, and the console) on the connections of `incoming` until
+/// `shutdown`: HTTP/1.1 (or h2c), each request's headers within `header_timeout`.
+pub async fn serve(
+    mut incoming: ReceiverStream<std::io::Result<Conn>>,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -54,6 +54,7 @@ impl TaskApi {
         match created {
             Created::New { .. } => {
                 parts.metrics.tasks_created.inc();
+                self.traces.remember(id, &trace);
                 tracing::debug!(task.id = %id, "task created");
                 Ok(id)
             }

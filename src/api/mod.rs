@@ -6,6 +6,7 @@ mod cancel;
 mod create;
 mod list;
 mod response;
+mod traces;
 mod watch;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::{
     validate::StorageRoot,
 };
 
+pub use traces::CreationTraces;
 pub use watch::Watches;
 
 /// What the API needs.
@@ -55,6 +57,7 @@ pub struct ApiParts {
 pub struct TaskApi {
     parts: Arc<ApiParts>,
     watches: Arc<Watches>,
+    traces: Arc<CreationTraces>,
 }
 
 impl TaskApi {
@@ -64,7 +67,13 @@ impl TaskApi {
         Self {
             parts: Arc::new(parts),
             watches,
+            traces: Arc::default(),
         }
+    }
+
+    /// The trace id of `task`'s creation, if this instance created it recently.
+    pub fn creation_trace(&self, task: TaskId) -> Option<String> {
+        self.traces.get(task)
     }
 
     /// Reads a task's status; fields that belong to other statuses are answered empty.

@@ -8,6 +8,7 @@
 //! a map.
 
 mod api;
+mod console;
 mod dispatch;
 pub mod env;
 mod processor;
@@ -26,6 +27,7 @@ use std::{
 };
 
 pub use api::ApiConfig;
+pub use console::{ConsoleConfig, ConsoleMode};
 pub use dispatch::DispatchConfig;
 pub use env::load_dotenv;
 pub use processor::{ProcessorConfig, ProcessorTls, RetryBudget};
@@ -64,6 +66,8 @@ pub struct Config {
     pub storage_check: StorageCheck,
     /// The API's idempotency window and watch bounds.
     pub api: ApiConfig,
+    /// The operator's console on the metrics listener.
+    pub console: ConsoleConfig,
 }
 
 /// How CreateTask checks a file key against the storage root.
@@ -117,6 +121,7 @@ impl Config {
             storage_root,
             storage_check,
             api: ApiConfig::parse(v)?,
+            console: ConsoleConfig::parse(v)?,
             transport: TransportConfig::parse(v)?,
             redis: RedisConfig::parse(v)?,
             task_ttl: redis::task_ttl(v)?,
@@ -227,11 +232,32 @@ mod tests {
             ("TASK_WATCH_MAX", "forever"),
             ("TASK_WATCH_MAX_PER_CLIENT", "0"),
             ("TASK_WATCH_NOTIFICATIONS", "maybe"),
+            ("TASK_DASHBOARD", "yes"),
+            ("TASK_JAEGER_URL", "jaeger:16686"),
+            ("TASK_JAEGER_URL", "http://jaeger/\"><script>"),
         ] {
             let err = parse(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name, "{value}");
             assert!(err.to_string().contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn the_console_is_on_without_trace_links_by_default() {
+        let console = parse(&[]).unwrap().console;
+        assert_eq!(console.mode, ConsoleMode::On);
+        assert_eq!(console.jaeger_url, None);
+        let console = parse(&[
+            ("TASK_DASHBOARD", "readonly"),
+            ("TASK_JAEGER_URL", "http://localhost:16686/"),
+        ])
+        .unwrap()
+        .console;
+        assert_eq!(console.mode, ConsoleMode::ReadOnly);
+        assert_eq!(
+            console.jaeger_url.as_deref(),
+            Some("http://localhost:16686")
+        );
     }
 
     #[test]

@@ -188,3 +188,7 @@ pub const REDIS_SENTINEL_MASTER: &str = "REDIS_SENTINEL_MASTER";
 pub const REDIS_SENTINEL_PASSWORD: &str = "REDIS_SENTINEL_PASSWORD";
 /// Replicas that must hold a write before the service answers it (`WAIT`).
 pub const REDIS_MIN_REPLICAS_ACKED: &str = "TASK_REDIS_MIN_REPLICAS_ACKED";
+/// The operator's console on the metrics listener: `on`, `readonly` (no actions) or `off`.
+pub const DASHBOARD: &str = "TASK_DASHBOARD";
+/// The Jaeger UI's base URL, for links from a task to its trace (unset: no links).
+pub const JAEGER_URL: &str = "TASK_JAEGER_URL";

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
+pub mod browser;
 pub mod calls;
 pub mod chaos;
 pub mod fake_processor;

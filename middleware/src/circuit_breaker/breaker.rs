@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -31,6 +31,40 @@ struct Core {
     window: Window,
     /// The task that flips Open → HalfOpen for subscribers; see [`Breaker::open`].
     timer: Option<AbortHandle>,
+    /// When the circuit last went from closed to open (kept through half-open and re-opens,
+    /// cleared when it closes), by the wall clock: for people reading a dashboard.
+    opened_at: Option<SystemTime>,
+    /// The last call counted as a failure.
+    last_failure: Option<Failure>,
+}
+
+/// A call the classifier counted as a failure, as a handle reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// When it completed, by the wall clock.
+    pub at: SystemTime,
+    /// Its error's text (at most [`Failure::MAX_MESSAGE`] bytes).
+    pub message: String,
+}
+
+impl Failure {
+    /// Longest message kept: an error's text is the downstream's to choose.
+    pub const MAX_MESSAGE: usize = 512;
+
+    fn new(message: String) -> Self {
+        let mut message = message;
+        if message.len() > Self::MAX_MESSAGE {
+            let mut end = Self::MAX_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        Self {
+            at: SystemTime::now(),
+            message,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +98,8 @@ impl Breaker {
                 consecutive_failures: 0,
                 window: Window::new(config.window, Instant::now()),
                 timer: None,
+                opened_at: None,
+                last_failure: None,
             }),
             config,
             state_tx,
@@ -120,6 +156,14 @@ impl Breaker {
         self.rejected_total.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn opened_at(&self) -> Option<SystemTime> {
+        self.lock().opened_at
+    }
+
+    pub(crate) fn last_failure(&self) -> Option<Failure> {
+        self.lock().last_failure.clone()
+    }
+
     /// Asks to let one call through.
     pub(crate) fn admit(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
         let mut core = self.lock();
@@ -172,8 +216,13 @@ impl Breaker {
         }
     }
 
-    fn record(self: &Arc<Self>, epoch: u64, outcome: CallOutcome) {
+    fn record(self: &Arc<Self>, epoch: u64, outcome: CallOutcome, failure: Option<Failure>) {
         let mut core = self.lock();
+        if failure.is_some() {
+            // Kept whatever the epoch: the last error seen is worth showing even from a call
+            // that started before the last transition.
+            core.last_failure = failure;
+        }
         if core.epoch != epoch {
             return;
         }
@@ -191,6 +240,7 @@ impl Breaker {
                 }
             }
             (Phase::HalfOpen { .. }, CallOutcome::Success) => {
+                core.opened_at = None;
                 self.transition(&mut core, Phase::Closed)
             }
             (Phase::HalfOpen { .. }, CallOutcome::Failure) => self.open(&mut core, now),
@@ -239,6 +289,9 @@ impl Breaker {
             .checked_add(self.config.open_for)
             .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         self.opened_total.fetch_add(1, Ordering::Relaxed);
+        if matches!(core.phase, Phase::Closed) {
+            core.opened_at = Some(SystemTime::now());
+        }
         self.transition(core, Phase::Open { until });
         let timer = tokio::runtime::Handle::try_current().ok().map(|runtime| {
             let breaker: Weak<Self> = Arc::downgrade(self);
@@ -289,7 +342,17 @@ pub(crate) struct Permit {
 impl Permit {
     pub(crate) fn record(mut self, outcome: CallOutcome) {
         self.recorded = true;
-        self.breaker.record(self.epoch, outcome);
+        self.breaker.record(self.epoch, outcome, None);
+    }
+
+    /// Records a failure with what it said.
+    pub(crate) fn record_failure(mut self, message: String) {
+        self.recorded = true;
+        self.breaker.record(
+            self.epoch,
+            CallOutcome::Failure,
+            Some(Failure::new(message)),
+        );
     }
 }
 

@@ -70,7 +70,14 @@ where
                 let result = ready!(future.poll(cx)).map_err(Into::into);
                 let outcome = classify(result.as_ref());
                 if let Some(permit) = permit.take() {
-                    permit.record(outcome);
+                    match (outcome, &result) {
+                        (CallOutcome::Failure, Err(error)) => {
+                            permit.record_failure(error.to_string())
+                        }
+                        (CallOutcome::Failure, Ok(_)) => permit
+                            .record_failure("a response the classifier counts as a failure".into()),
+                        _ => permit.record(outcome),
+                    }
                 }
                 Poll::Ready(result)
             }

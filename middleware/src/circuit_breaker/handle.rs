@@ -1,11 +1,12 @@
 //! A read-only view of a breaker, for health checks, metrics and dispatchers.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::watch;
 
 use super::BreakerState;
-use super::breaker::Breaker;
+use super::breaker::{Breaker, Failure};
 
 /// Observes a breaker without being able to make calls through it.
 ///
@@ -47,5 +48,16 @@ impl BreakerHandle {
     /// inner service.
     pub fn rejected_total(&self) -> u64 {
         self.breaker.rejected_total()
+    }
+
+    /// When the circuit opened, if it is not closed: the start of the current outage (re-opens
+    /// after a failed probe keep it).
+    pub fn opened_at(&self) -> Option<SystemTime> {
+        self.breaker.opened_at()
+    }
+
+    /// The last call counted as a failure, open or not.
+    pub fn last_failure(&self) -> Option<Failure> {
+        self.breaker.last_failure()
     }
 }

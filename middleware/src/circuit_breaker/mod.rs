@@ -37,6 +37,7 @@ use std::task::{Context, Poll};
 use tower_service::Service;
 
 use self::breaker::Breaker;
+pub use self::breaker::Failure;
 pub use self::config::CircuitBreakerConfig;
 pub use self::error::CircuitOpen;
 pub use self::future::ResponseFuture;

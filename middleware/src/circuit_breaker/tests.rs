@@ -468,3 +468,52 @@ fn state_names() {
     assert_eq!(BreakerState::Closed.as_str(), "closed");
     assert!(!BreakerState::Open.allows_calls());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_tells_when_the_outage_began_and_the_last_error() {
+    let mut h = Harness::new(consecutive(2));
+    assert_eq!(h.breaker.opened_at(), None);
+    assert_eq!(h.breaker.last_failure(), None);
+    h.calls(&[Reply::Bad, Reply::Ok]).await;
+    assert_eq!(
+        h.breaker.last_failure(),
+        None,
+        "ignored errors are not failures"
+    );
+
+    let before = std::time::SystemTime::now();
+    h.trip(2).await;
+    let opened = h.breaker.opened_at().expect("open");
+    assert!(opened >= before);
+    let failure = h.breaker.last_failure().expect("a failure");
+    assert_eq!(failure.message, "unavailable");
+
+    // A failed probe re-opens the circuit: the outage is still the one that began before.
+    tokio::time::advance(OPEN_FOR).await;
+    assert_eq!(h.breaker.state(), BreakerState::HalfOpen);
+    let (reached, _) = h.call(Reply::Fail).await;
+    assert!(reached);
+    assert_eq!(h.breaker.state(), BreakerState::Open);
+    assert_eq!(h.breaker.opened_at(), Some(opened));
+
+    tokio::time::advance(OPEN_FOR).await;
+    h.calls(&[Reply::Ok]).await;
+    assert_eq!(h.breaker.state(), BreakerState::Closed);
+    assert_eq!(h.breaker.opened_at(), None, "closed: no outage");
+    assert_eq!(
+        h.breaker.last_failure().map(|f| f.message),
+        Some("unavailable".to_owned()),
+        "the last error stays for whoever looks later"
+    );
+}
+
+#[test]
+fn a_long_error_is_kept_cut_at_a_character_boundary() {
+    let breaker = Arc::new(Breaker::new(consecutive(5)));
+    breaker
+        .admit()
+        .unwrap()
+        .record_failure("é".repeat(Failure::MAX_MESSAGE));
+    let message = breaker.last_failure().unwrap().message;
+    assert!(message.len() <= Failure::MAX_MESSAGE && message.chars().all(|c| c == 'é'));
+}
