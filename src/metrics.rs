@@ -155,6 +155,8 @@ pub struct Metrics {
     pub idempotent_replays: Counter,
     /// WatchTask streams open.
     pub watches_open: Gauge,
+    /// 1 while the reaper's last read of the queue figures succeeded, 0 after one failed.
+    pub store_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -177,6 +179,7 @@ impl Default for Metrics {
             watched_tasks: Gauge::default(),
             idempotent_replays: Counter::default(),
             watches_open: Gauge::default(),
+            store_up: Gauge::default(),
         }
     }
 }
@@ -273,6 +276,11 @@ impl Metrics {
             "watches_open",
             "WatchTask streams open",
             self.watches_open.clone(),
+        );
+        r.register(
+            "store_up",
+            "1 while the last periodic read of the store (Redis) succeeded, 0 after one failed",
+            self.store_up.clone(),
         );
         r.register_collector(Box::new(live));
         r

@@ -47,8 +47,12 @@ pub(super) async fn run(
             failure.get_or_insert(e);
         }
         match store.queue_stats().await {
-            Ok(stats) => record_queue(&metrics, &stats),
+            Ok(stats) => {
+                record_queue(&metrics, &stats);
+                metrics.store_up.set(1);
+            }
             Err(e) => {
+                metrics.store_up.set(0);
                 failure.get_or_insert(e);
             }
         }
