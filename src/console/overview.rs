@@ -32,6 +32,8 @@ pub struct Overview {
     pub queue: Result<QueueStats, String>,
     /// How long a PING took, or why it failed.
     pub redis: Result<Duration, String>,
+    /// What the store is: `Redis`, or the dev mode's memory.
+    pub store_kind: &'static str,
     /// ProcessVideo calls in flight.
     pub in_flight: usize,
     /// Their cap (TASK_PROCESSOR_CONCURRENCY).
@@ -102,6 +104,10 @@ impl Overview {
             now,
             queue,
             redis,
+            store_kind: match console.store {
+                crate::store::Store::Redis(_) => "Redis",
+                crate::store::Store::Memory(_) => "Store (in memory)",
+            },
             in_flight: console.processor.in_flight.load(Ordering::Relaxed),
             concurrency: console.processor.concurrency,
             circuit: Circuit {

@@ -113,7 +113,7 @@ pub fn overview(o: &Overview) -> Markup {
             div.card {
                 h2 { "Reachability" }
                 dl {
-                    dt { "Redis" }
+                    dt { (o.store_kind) }
                     dd #redis {
                         @match &o.redis {
                             Ok(took) => { span.ok { "answers" } " (PING " (format!("{:.1}", took.as_secs_f64() * 1000.0)) " ms)" }
@@ -239,7 +239,7 @@ pub fn task_table(page: &ListTasksResponse, status: &str, now: SystemTime) -> Ma
                 tbody {
                     @for task in &page.tasks {
                         tr data-task=(task.task_id) {
-                            td { (task.created_at) }
+                            td.when { (task.created_at) }
                             td.mono { a href=(format!("/console/tasks/{}", task.task_id)) { (task.task_id) } }
                             td { (status_badge(&task.status)) }
                             td.file { (task.original_file_key) }
