@@ -228,9 +228,9 @@ pub async fn serve_with<T: Task>(
                 "console activity",
                 console.sample_activity(shutdown.clone()),
             );
-            tracing::info!(addr = %metrics_addr, console = ?config.console.mode, "metrics at /metrics, console at /console");
+            tracing::info!(addr = %metrics_addr, console = ?config.console.mode, "metrics at /metrics");
         }
-        None => tracing::info!(addr = %metrics_addr, "metrics at /metrics (console off)"),
+        None => tracing::info!(addr = %metrics_addr, console = "off", "metrics at /metrics"),
     }
     let metrics_server = supervisor.spawn_fallible(
         "metrics endpoint",
