@@ -188,6 +188,13 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// Whether the task was cancelled: FAILED with an `error_message` that starts with
+    /// `cancelled` (the contract's definition).
+    pub fn is_cancelled(&self) -> bool {
+        self.status.known() == Some(TaskStatus::Failed)
+            && self.error_message.starts_with("cancelled")
+    }
+
     /// A new PENDING task created `now`.
     pub fn new_pending(id: TaskId, original_file_key: &str, now: &str) -> Self {
         Self {

@@ -314,6 +314,57 @@ async fn cancel_reaches_a_call_in_flight_on_the_other_replica() {
     other.stop().await;
 }
 
+/// Cancellations were missed (the notification connection lost) while a call was in flight
+/// whose task the Processor had just made COMPLETED: that task was not cancelled, so its call
+/// goes on, its answer acknowledges the entry, and nothing asks the Processor to cancel it.
+#[tokio::test]
+async fn a_task_the_processor_finished_during_its_call_is_not_taken_for_a_cancelled_one() {
+    let redis = TestRedis::start().await;
+    let processor = FakeProcessor::start(
+        Reply::After(Duration::from_secs(4), Box::new(Reply::Accept)),
+        None,
+    )
+    .await;
+    let service = TestService::start(&vars(
+        &redis,
+        &processor,
+        &[("TASK_PROCESSOR_TIMEOUT", "15s")],
+    ))
+    .await;
+    let mut client = service.client().await;
+    let mut conn = redis.connection().await;
+    let task = create(&mut client, "a.mp4").await;
+    called(&processor, &task).await;
+    // The Processor writes its result before it answers the call.
+    let _: () = conn
+        .hset_multiple(
+            format!("task:{task}"),
+            &[("status", "COMPLETED"), ("result_file_key", "done.mp4")],
+        )
+        .await
+        .unwrap();
+    // The service's pub/sub connection is cut: it looks again at every task it holds.
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(killed >= 1, "no pub/sub connection to cut");
+    accepted(&redis, &task).await;
+    assert_eq!(stream_length(&redis).await, 0, "the entry is acknowledged");
+    assert!(processor.cancels().is_empty(), "{:?}", processor.cancels());
+    assert!(processor.abandoned().is_empty(), "the call was not cut");
+    assert_eq!(processor.calls_for(&task), 1);
+    let seen = status(&mut client, &task).await;
+    assert_eq!(
+        (seen.status.as_str(), seen.result_file_key.as_str()),
+        ("COMPLETED", "done.mp4")
+    );
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn cancel_of_an_accepted_task_asks_the_processor() {
     let redis = TestRedis::start().await;

@@ -1,6 +1,6 @@
 //! Cancellations reach the deliveries here: a task cancelled (by CancelTask on any replica) has
 //! its delivery stopped if this instance holds it. When cancellations may have been missed (the
-//! notification connection was lost), every task held here is looked at, and the final ones'
+//! notification connection was lost), every task held here is looked at, and the cancelled ones'
 //! deliveries stopped.
 
 use std::sync::Arc;
@@ -38,11 +38,13 @@ pub(super) async fn follow(
     }
 }
 
-/// Stops the deliveries of held tasks that are final already (cancelled while we did not hear).
+/// Stops the deliveries of held tasks that were cancelled while we did not hear. A task the
+/// Processor made final during its call is not one: its delivery goes on, and the call's answer
+/// acknowledges its entry.
 async fn look_at_held(leases: &Leases, store: &Store) {
     for task in leases.tasks() {
         if let Ok(Some(record)) = store.read(task).await
-            && record.status.is_final()
+            && record.is_cancelled()
         {
             leases.cancel(task);
         }

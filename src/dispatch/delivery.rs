@@ -207,6 +207,12 @@ async fn record(shared: &Shared, entry: &QueueEntry, verdict: Verdict) {
         Verdict::GiveBack => shared.leases.give_back(&entry.id).await,
         Verdict::Cancelled { call_in_flight } => {
             tracing::info!(task.id = %entry.task_id, "delivery stopped: the task was cancelled");
+            // CancelTask took the entry out of the queue with the task; should anything have
+            // left it there, it is acknowledged here (the final task is left as it is), so that
+            // it is not delivered again.
+            let now = now_timestamp();
+            let request = FailRequest::ending(entry, "cancelled", &now);
+            until_written(shared, || shared.store.fail(request)).await;
             // The Processor may have accepted the task the moment the call was cut: ask it to
             // stop (a Processor that cannot answers UNIMPLEMENTED; nothing more to do then).
             if call_in_flight
