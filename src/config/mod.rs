@@ -267,7 +267,7 @@ mod tests {
         let limits = on
             .rate_limit
             .expect("the per-client limit is on by default");
-        assert_eq!(limits.per_client, Some(quota(10_000, 20_000)));
+        assert_eq!(limits.per_client, Some(quota(100_000, 200_000)));
         assert_eq!(limits.global, None);
         assert_eq!(limits.key, middleware::ClientKey::PeerIp);
         let off = parse(&[
