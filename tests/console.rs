@@ -19,9 +19,10 @@ use common::{
 use fantoccini::Locator;
 use task_service::{
     auth::token_hash,
-    proto::task::{CreateTaskRequest, GetTaskStatusRequest},
+    proto::task::{CreateTaskRequest, GetTaskStatusRequest, task_client::TaskClient},
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::Channel;
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -40,6 +41,36 @@ async fn accepted(redis: &TestRedis, task_id: &str) {
 
 fn console_url(service: &TestService, path: &str) -> String {
     format!("http://{}{path}", service.metrics_addr)
+}
+
+/// Redis, the tests' Processor (accepting every task, writing nothing) and the service.
+struct Stack {
+    redis: TestRedis,
+    processor: FakeProcessor,
+    service: TestService,
+    client: TaskClient<Channel>,
+}
+
+impl Stack {
+    async fn start(extra: &[(&str, &str)]) -> Self {
+        let redis = TestRedis::start().await;
+        let processor = FakeProcessor::start(Reply::Accept, None).await;
+        let service = TestService::start(&vars(&redis, &processor, extra)).await;
+        let client = service.client().await;
+        Self {
+            redis,
+            processor,
+            service,
+            client,
+        }
+    }
+
+    /// A task for `key` that the Processor has accepted (PENDING, its entry gone).
+    async fn accepted_task(&mut self, key: &str) -> String {
+        let task = create(&mut self.client, key).await;
+        accepted(&self.redis, &task).await;
+        task
+    }
 }
 
 #[tokio::test]
@@ -177,12 +208,14 @@ async fn the_console_shows_a_task_created_over_grpc_and_follows_the_processor_li
 
 #[tokio::test]
 async fn cancel_from_the_page_is_seen_by_get_task_status_and_create_again_makes_a_new_task() {
-    let redis = TestRedis::start().await;
-    let processor = FakeProcessor::start(Reply::Accept, None).await;
-    let service = TestService::start(&vars(&redis, &processor, &[])).await;
-    let mut client = service.client().await;
-    let task = create(&mut client, "uploads/dog.mp4").await;
-    accepted(&redis, &task).await;
+    let mut stack = Stack::start(&[]).await;
+    let task = stack.accepted_task("uploads/dog.mp4").await;
+    let Stack {
+        processor,
+        service,
+        mut client,
+        ..
+    } = stack;
 
     let browser = Browser::start().await;
     browser
@@ -242,10 +275,13 @@ async fn cancel_from_the_page_is_seen_by_get_task_status_and_create_again_makes_
 
 #[tokio::test]
 async fn a_file_key_holding_markup_renders_as_text() {
-    let redis = TestRedis::start().await;
-    let processor = FakeProcessor::start(Reply::Accept, None).await;
-    let service = TestService::start(&vars(&redis, &processor, &[])).await;
-    let mut client = service.client().await;
+    // Bound first: the fields not moved out (Redis, the Processor) live as long as `stack`.
+    let stack = Stack::start(&[]).await;
+    let Stack {
+        service,
+        mut client,
+        ..
+    } = stack;
     let key = r#"<script>window.__xss=1</script><img src=x onerror="window.__xss=2">.mp4"#;
     let task = create(&mut client, key).await;
 
@@ -287,13 +323,13 @@ async fn a_file_key_holding_markup_renders_as_text() {
 
 #[tokio::test]
 async fn read_only_shows_no_actions_and_refuses_them() {
-    let redis = TestRedis::start().await;
-    let processor = FakeProcessor::start(Reply::Accept, None).await;
-    let service =
-        TestService::start(&vars(&redis, &processor, &[("TASK_DASHBOARD", "readonly")])).await;
-    let mut client = service.client().await;
-    let task = create(&mut client, "uploads/ro.mp4").await;
-    accepted(&redis, &task).await;
+    let mut stack = Stack::start(&[("TASK_DASHBOARD", "readonly")]).await;
+    let task = stack.accepted_task("uploads/ro.mp4").await;
+    let Stack {
+        service,
+        mut client,
+        ..
+    } = stack;
 
     let browser = Browser::start().await;
     browser
@@ -421,12 +457,13 @@ impl Http {
 
 #[tokio::test]
 async fn a_form_not_from_the_consoles_page_changes_nothing() {
-    let redis = TestRedis::start().await;
-    let processor = FakeProcessor::start(Reply::Accept, None).await;
-    let service = TestService::start(&vars(&redis, &processor, &[])).await;
-    let mut client = service.client().await;
-    let task = create(&mut client, "uploads/csrf.mp4").await;
-    accepted(&redis, &task).await;
+    let mut stack = Stack::start(&[]).await;
+    let task = stack.accepted_task("uploads/csrf.mp4").await;
+    let Stack {
+        service,
+        mut client,
+        ..
+    } = stack;
     let cancel = format!("/console/tasks/{task}/cancel");
 
     // No cookie, no token: refused.
@@ -620,12 +657,10 @@ fn as_ops<T>(message: T) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn switched_off_the_listener_serves_metrics_alone() {
-    let redis = TestRedis::start().await;
-    let processor = FakeProcessor::start(Reply::Accept, None).await;
-    let service = TestService::start(&vars(&redis, &processor, &[("TASK_DASHBOARD", "off")])).await;
-    let mut http = Http::new(service.metrics_addr);
+    let stack = Stack::start(&[("TASK_DASHBOARD", "off")]).await;
+    let mut http = Http::new(stack.service.metrics_addr);
     assert_eq!(http.get("/console").await.status, 404);
     assert_eq!(http.get("/").await.status, 404);
     assert_eq!(http.get("/metrics").await.status, 200);
-    service.stop().await;
+    stack.service.stop().await;
 }

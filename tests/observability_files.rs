@@ -11,7 +11,6 @@ use common::{
     FakeProcessor, Reply, TestRedis, TestService,
     calls::{create, vars, wait_for_status},
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -110,17 +109,6 @@ fn exported(exposition: &str) -> BTreeSet<String> {
     names
 }
 
-async fn scrape_text(addr: std::net::SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text
-}
-
 #[tokio::test]
 async fn the_dashboard_and_the_alerts_query_only_metrics_the_service_exports() {
     let redis = TestRedis::start().await;
@@ -138,7 +126,7 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_the_service_exports() {
     .await
     .unwrap();
     wait_for_status(&client, &task, "COMPLETED", Duration::from_secs(20)).await;
-    let exported = exported(&scrape_text(service.metrics_addr).await);
+    let exported = exported(&common::metrics::exposition(service.metrics_addr).await);
     assert!(
         exported.contains("task_tasks_created_total"),
         "{exported:?}"

@@ -232,13 +232,15 @@ async fn entries_are_delivered_once_and_can_be_taken_over(store: Store) {
         "delivered once"
     );
 
+    // Idle for a second, so that the claims below can tell a fresh claim (idle for less than
+    // half of that) from the entry left alone, whatever the machine's pauses between two calls.
     let idle = eventually(
-        Duration::from_secs(5),
-        "the entry to be idle for 20 ms",
+        Duration::from_secs(10),
+        "the entry to be idle for 1 s",
         || async {
             Some(
                 store
-                    .idle_entries(Duration::from_millis(20), 10)
+                    .idle_entries(Duration::from_secs(1), 10)
                     .await
                     .unwrap(),
             )
@@ -258,7 +260,7 @@ async fn entries_are_delivered_once_and_can_be_taken_over(store: Store) {
 
     let taken = entries(
         store
-            .claim("b", Duration::from_millis(20), &[idle[0].id.clone()])
+            .claim("b", Duration::from_secs(1), &[idle[0].id.clone()])
             .await
             .unwrap(),
     );
@@ -266,7 +268,7 @@ async fn entries_are_delivered_once_and_can_be_taken_over(store: Store) {
     assert_eq!(taken[0].task_id, id(&task));
     assert!(
         store
-            .claim("c", Duration::from_millis(20), &[idle[0].id.clone()])
+            .claim("c", Duration::from_millis(500), &[idle[0].id.clone()])
             .await
             .unwrap()
             .is_empty(),

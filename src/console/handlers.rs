@@ -24,7 +24,7 @@ use crate::{
     auth::Scope,
     config::ConsoleMode,
     error::{Error, http_status},
-    proto::task::{CancelTaskRequest, CreateTaskRequest, ListTasksRequest},
+    proto::task::{CancelTaskRequest, CreateTaskRequest, GetTaskStatusResponse, ListTasksRequest},
     task::{TaskId, TaskStatus},
 };
 
@@ -121,6 +121,19 @@ fn part(asker: &Asker, markup: Markup) -> Response {
         return (StatusCode::UNAUTHORIZED, "sign in again").into_response();
     }
     Html(markup.into_string()).into_response()
+}
+
+/// A refreshed part's failure: its status and message (the script keeps what it shows).
+fn part_failed(error: Error) -> Response {
+    let status = tonic::Status::from(error);
+    (http_status(status.code()), status.message().to_owned()).into_response()
+}
+
+/// The trace id of the task's creation, if this instance knows it.
+fn creation_trace(console: &Console, task: &GetTaskStatusResponse) -> Option<String> {
+    TaskId::parse(&task.task_id)
+        .ok()
+        .and_then(|id| console.api.creation_trace(id))
 }
 
 /// An error page.
@@ -260,10 +273,7 @@ pub async fn tasks_part(
             &asker,
             pages::task_table(&page, &query.status, SystemTime::now()),
         ),
-        Err(e) => {
-            let status = tonic::Status::from(e);
-            (http_status(status.code()), status.message().to_owned()).into_response()
-        }
+        Err(e) => part_failed(e),
     }
 }
 
@@ -280,9 +290,7 @@ pub async fn task_page(
         Ok(task) => task,
         Err(e) => return failed(&console, &asker, e),
     };
-    let trace = TaskId::parse(&task.task_id)
-        .ok()
-        .and_then(|id| console.api.creation_trace(id));
+    let trace = creation_trace(&console, &task);
     let jaeger = console.config.jaeger_url.as_deref();
     let now = SystemTime::now();
     whole_page(&console, &asker, "Task", |frame| {
@@ -307,9 +315,7 @@ pub async fn task_part(
     }
     match console.api.status(&id).await {
         Ok(task) => {
-            let trace = TaskId::parse(&task.task_id)
-                .ok()
-                .and_then(|id| console.api.creation_trace(id));
+            let trace = creation_trace(&console, &task);
             let jaeger = console.config.jaeger_url.as_deref();
             let csrf = console.keys.csrf_token(&asker.visitor);
             let frame = frame(&console, &asker, &csrf);
@@ -321,10 +327,7 @@ pub async fn task_part(
                 },
             )
         }
-        Err(e) => {
-            let status = tonic::Status::from(e);
-            (http_status(status.code()), status.message().to_owned()).into_response()
-        }
+        Err(e) => part_failed(e),
     }
 }
 

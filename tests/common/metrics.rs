@@ -4,8 +4,8 @@ use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Every sample of the endpoint, keyed by name and labels as exposed.
-pub async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+/// The endpoint's answer, status line and headers included.
+pub async fn exposition(addr: SocketAddr) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
@@ -14,7 +14,14 @@ pub async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
     let mut text = String::new();
     stream.read_to_string(&mut text).await.unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text.lines()
+    text
+}
+
+/// Every sample of the endpoint, keyed by name and labels as exposed.
+pub async fn scrape(addr: SocketAddr) -> HashMap<String, f64> {
+    exposition(addr)
+        .await
+        .lines()
         .filter(|l| l.starts_with("task_"))
         .filter_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
