@@ -183,6 +183,17 @@ impl Callers {
     }
 }
 
+/// The token of an `authorization` header value of the form `Bearer <token>` (trimmed, not
+/// empty); `None` when the value is not of that form.
+pub fn bearer_token(value: &http::HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
 /// The SHA-256 of a bearer token, as bytes.
 pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()

@@ -40,8 +40,7 @@ impl Asker {
     fn of(console: &Console, headers: &HeaderMap) -> Self {
         let bearer = headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(crate::auth::bearer_token);
         let session = cookie(headers, session::SESSION_COOKIE);
         let viewer = Viewer::identify(
             console.authenticator.as_ref(),
@@ -99,27 +98,36 @@ fn frame<'a>(console: &Console, asker: &'a Asker, csrf: &'a str) -> Frame<'a> {
     }
 }
 
-/// A whole page for `asker`, or the way to sign in.
-fn whole_page(
+impl Asker {
+    /// The answer to a page request from nobody signed in (before any work is done for it).
+    fn signed_out_page(&self) -> Option<Response> {
+        (self.viewer == Viewer::Nobody)
+            .then(|| self.finish(Redirect::to("/console/login").into_response()))
+    }
+
+    /// The answer to a part's refresh from nobody signed in (the script keeps what it shows).
+    fn signed_out_part(&self) -> Option<Response> {
+        (self.viewer == Viewer::Nobody)
+            .then(|| (StatusCode::UNAUTHORIZED, "sign in again").into_response())
+    }
+}
+
+/// A whole page for `asker`, with `status`.
+fn render(
     console: &Console,
     asker: &Asker,
+    status: StatusCode,
     title: &str,
     body: impl FnOnce(&Frame<'_>) -> Markup,
 ) -> Response {
-    if asker.viewer == Viewer::Nobody {
-        return asker.finish(Redirect::to("/console/login").into_response());
-    }
     let csrf = console.keys.csrf_token(&asker.visitor);
     let frame = frame(console, asker, &csrf);
     let markup = pages::page(&frame, title, body(&frame));
-    asker.finish(Html(markup.into_string()).into_response())
+    asker.finish((status, Html(markup.into_string())).into_response())
 }
 
-/// A refreshed part for `asker` (no sign-in redirect: the script keeps what it shows).
-fn part(asker: &Asker, markup: Markup) -> Response {
-    if asker.viewer == Viewer::Nobody {
-        return (StatusCode::UNAUTHORIZED, "sign in again").into_response();
-    }
+/// A refreshed part.
+fn part(markup: Markup) -> Response {
     Html(markup.into_string()).into_response()
 }
 
@@ -127,13 +135,6 @@ fn part(asker: &Asker, markup: Markup) -> Response {
 fn part_failed(error: Error) -> Response {
     let status = tonic::Status::from(error);
     (http_status(status.code()), status.message().to_owned()).into_response()
-}
-
-/// The trace id of the task's creation, if this instance knows it.
-fn creation_trace(console: &Console, task: &GetTaskStatusResponse) -> Option<String> {
-    TaskId::parse(&task.task_id)
-        .ok()
-        .and_then(|id| console.api.creation_trace(id))
 }
 
 /// An error page.
@@ -155,10 +156,21 @@ fn refused(
     code: &str,
     message: &str,
 ) -> Response {
-    let csrf = console.keys.csrf_token(&asker.visitor);
-    let frame = frame(console, asker, &csrf);
-    let markup = pages::page(&frame, "Not done", pages::error(code, message));
-    asker.finish((status, Html(markup.into_string())).into_response())
+    render(console, asker, status, "Not done", |_| {
+        pages::error(code, message)
+    })
+}
+
+/// One task's live part: its fields and the actions it offers.
+fn task_view(console: &Console, frame: &Frame<'_>, task: &GetTaskStatusResponse) -> Markup {
+    let trace = TaskId::parse(&task.task_id)
+        .ok()
+        .and_then(|id| console.api.creation_trace(id));
+    let jaeger = console.config.jaeger_url.as_deref();
+    html! {
+        (pages::task_fields(task, trace.as_deref(), jaeger, SystemTime::now()))
+        (pages::task_actions(frame, task))
+    }
 }
 
 /// `/`: the overview.
@@ -168,8 +180,11 @@ pub async fn home() -> Redirect {
 
 pub async fn overview_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let asker = Asker::of(&console, &headers);
+    if let Some(answer) = asker.signed_out_page() {
+        return answer;
+    }
     let overview = Overview::gather(&console).await;
-    whole_page(&console, &asker, "Overview", |_| {
+    render(&console, &asker, StatusCode::OK, "Overview", |_| {
         html! {
             h1 { "Overview" }
             div data-refresh="/console/part/overview" { (pages::overview(&overview)) }
@@ -179,7 +194,10 @@ pub async fn overview_page(State(console): State<Arc<Console>>, headers: HeaderM
 
 pub async fn overview_part(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let asker = Asker::of(&console, &headers);
-    part(&asker, pages::overview(&Overview::gather(&console).await))
+    if let Some(answer) = asker.signed_out_part() {
+        return answer;
+    }
+    part(pages::overview(&Overview::gather(&console).await))
 }
 
 /// The tasks page's query.
@@ -240,15 +258,15 @@ pub async fn tasks_page(
     headers: HeaderMap,
 ) -> Response {
     let asker = Asker::of(&console, &headers);
-    if asker.viewer == Viewer::Nobody {
-        return whole_page(&console, &asker, "Tasks", |_| html! {});
+    if let Some(answer) = asker.signed_out_page() {
+        return answer;
     }
     let page = match query.list(&console).await {
         Ok(page) => page,
         Err(e) => return failed(&console, &asker, e),
     };
     let now = SystemTime::now();
-    whole_page(&console, &asker, "Tasks", |_| {
+    render(&console, &asker, StatusCode::OK, "Tasks", |_| {
         html! {
             h1 { "Tasks" }
             (pages::task_filters(&query.status))
@@ -265,14 +283,11 @@ pub async fn tasks_part(
     headers: HeaderMap,
 ) -> Response {
     let asker = Asker::of(&console, &headers);
-    if asker.viewer == Viewer::Nobody {
-        return part(&asker, html! {});
+    if let Some(answer) = asker.signed_out_part() {
+        return answer;
     }
     match query.list(&console).await {
-        Ok(page) => part(
-            &asker,
-            pages::task_table(&page, &query.status, SystemTime::now()),
-        ),
+        Ok(page) => part(pages::task_table(&page, &query.status, SystemTime::now())),
         Err(e) => part_failed(e),
     }
 }
@@ -283,22 +298,18 @@ pub async fn task_page(
     headers: HeaderMap,
 ) -> Response {
     let asker = Asker::of(&console, &headers);
-    if asker.viewer == Viewer::Nobody {
-        return whole_page(&console, &asker, "Task", |_| html! {});
+    if let Some(answer) = asker.signed_out_page() {
+        return answer;
     }
     let task = match console.api.status(&id).await {
         Ok(task) => task,
         Err(e) => return failed(&console, &asker, e),
     };
-    let trace = creation_trace(&console, &task);
-    let jaeger = console.config.jaeger_url.as_deref();
-    let now = SystemTime::now();
-    whole_page(&console, &asker, "Task", |frame| {
+    render(&console, &asker, StatusCode::OK, "Task", |frame| {
         html! {
             h1 { "Task" }
             div data-refresh=(format!("/console/part/task/{}", task.task_id)) {
-                (pages::task_fields(&task, trace.as_deref(), jaeger, now))
-                (pages::task_actions(frame, &task))
+                (task_view(&console, frame, &task))
             }
         }
     })
@@ -310,22 +321,13 @@ pub async fn task_part(
     headers: HeaderMap,
 ) -> Response {
     let asker = Asker::of(&console, &headers);
-    if asker.viewer == Viewer::Nobody {
-        return part(&asker, html! {});
+    if let Some(answer) = asker.signed_out_part() {
+        return answer;
     }
     match console.api.status(&id).await {
         Ok(task) => {
-            let trace = creation_trace(&console, &task);
-            let jaeger = console.config.jaeger_url.as_deref();
             let csrf = console.keys.csrf_token(&asker.visitor);
-            let frame = frame(&console, &asker, &csrf);
-            part(
-                &asker,
-                html! {
-                    (pages::task_fields(&task, trace.as_deref(), jaeger, SystemTime::now()))
-                    (pages::task_actions(&frame, &task))
-                },
-            )
+            part(task_view(&console, &frame(&console, &asker, &csrf), &task))
         }
         Err(e) => part_failed(e),
     }
@@ -477,12 +479,9 @@ pub async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap)
     if console.authenticator.is_none() {
         return asker.finish(Redirect::to("/console").into_response());
     }
-    let csrf = console.keys.csrf_token(&asker.visitor);
-    let frame = frame(&console, &asker, &csrf);
-    asker.finish(
-        Html(pages::page(&frame, "Sign in", pages::login(&csrf, false)).into_string())
-            .into_response(),
-    )
+    render(&console, &asker, StatusCode::OK, "Sign in", |frame| {
+        pages::login(frame.csrf, false)
+    })
 }
 
 /// The sign-in form.
@@ -511,10 +510,13 @@ pub async fn login(
         .identify(crate::auth::Credential::Token(&form.token))
     else {
         tracing::warn!("console sign-in with a token not in the tokens file");
-        let csrf = console.keys.csrf_token(&asker.visitor);
-        let frame = frame(&console, &asker, &csrf);
-        let markup = pages::page(&frame, "Sign in", pages::login(&csrf, true));
-        return (StatusCode::UNAUTHORIZED, Html(markup.into_string())).into_response();
+        return render(
+            &console,
+            &asker,
+            StatusCode::UNAUTHORIZED,
+            "Sign in",
+            |frame| pages::login(frame.csrf, true),
+        );
     };
     tracing::info!(caller = %caller.name, "console sign-in");
     let cookie = format!(

@@ -128,13 +128,7 @@ impl<S> Auth<S> {
     fn caller<B>(&self, request: &http::Request<B>) -> Result<Caller, AuthError> {
         let callers = self.layer.authenticator.callers();
         if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .ok_or(AuthError::Malformed)?;
+            let token = crate::auth::bearer_token(value).ok_or(AuthError::Malformed)?;
             return callers
                 .identify(Credential::Token(token))
                 .ok_or(AuthError::UnknownToken);
