@@ -48,6 +48,38 @@ pub fn set_parent_from_fields(span: &Span, fields: &[(String, String)]) {
     let _ = span.set_parent(cx);
 }
 
+/// The trace id of a W3C `traceparent` that follows the rules (`version-traceid-parentid-flags`,
+/// lowercase hex, the ids not all zeros, version `ff` invalid; version 00 has exactly those four
+/// fields, later versions may add fields after a `-`); `None` for any other value.
+pub fn trace_id(traceparent: &[u8]) -> Option<&str> {
+    let hex = |part: &[u8]| part.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if traceparent.len() < 55 {
+        return None;
+    }
+    let (version, rest) = traceparent.split_at(2);
+    if !hex(version) || version == b"ff" || rest[0] != b'-' {
+        return None;
+    }
+    let trace_id = &rest[1..33];
+    let parent_id = &rest[34..50];
+    let flags = &rest[51..53];
+    let well_formed = rest[33] == b'-'
+        && rest[50] == b'-'
+        && hex(trace_id)
+        && hex(parent_id)
+        && hex(flags)
+        && trace_id.iter().any(|b| *b != b'0')
+        && parent_id.iter().any(|b| *b != b'0');
+    let tail = &rest[53..];
+    let tail_ok = if version == b"00" {
+        tail.is_empty()
+    } else {
+        tail.is_empty() || tail[0] == b'-'
+    };
+    // Lowercase hex digits only: always UTF-8.
+    (well_formed && tail_ok).then(|| std::str::from_utf8(trace_id).ok())?
+}
+
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {

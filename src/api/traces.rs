@@ -30,7 +30,8 @@ impl CreationTraces {
         let Some(trace_id) = fields
             .iter()
             .find(|(field, _)| field == "traceparent")
-            .and_then(|(_, value)| trace_id(value))
+            .and_then(|(_, value)| observability::propagation::trace_id(value.as_bytes()))
+            .and_then(|id| <[u8; 32]>::try_from(id.as_bytes()).ok())
         else {
             return;
         };
@@ -51,20 +52,6 @@ impl CreationTraces {
         let id = inner.by_task.get(&task)?;
         Some(String::from_utf8_lossy(id).into_owned())
     }
-}
-
-/// The trace id of a `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), unless it is invalid or
-/// all zeros.
-fn trace_id(traceparent: &str) -> Option<[u8; 32]> {
-    let mut parts = traceparent.split('-');
-    let (_version, trace, _span, _flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let valid = trace.len() == 32
-        && trace
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        && trace.bytes().any(|b| b != b'0');
-    valid.then(|| trace.as_bytes().try_into().ok()).flatten()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderValue};
+use observability::propagation::trace_id;
 use tower::{Layer, Service};
 
 /// Longest `x-request-id` kept.
@@ -66,7 +67,7 @@ pub fn sanitize(headers: &mut HeaderMap) {
     let keep_parent = {
         let mut parents = headers.get_all("traceparent").iter();
         match (parents.next(), parents.next()) {
-            (Some(one), None) => is_traceparent(one.as_bytes()),
+            (Some(one), None) => trace_id(one.as_bytes()).is_some(),
             _ => false,
         }
     };
@@ -95,37 +96,6 @@ fn is_request_id(id: &[u8]) -> bool {
         && id
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-/// W3C Trace Context, `traceparent`: `version-traceid-parentid-flags`, lowercase hex, the ids
-/// not all zeros, version `ff` invalid; version 00 has exactly those four fields, later versions
-/// may add fields after a `-`.
-fn is_traceparent(value: &[u8]) -> bool {
-    let hex = |part: &[u8]| part.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    if value.len() < 55 {
-        return false;
-    }
-    let (version, rest) = value.split_at(2);
-    if !hex(version) || version == b"ff" || rest[0] != b'-' {
-        return false;
-    }
-    let trace_id = &rest[1..33];
-    let parent_id = &rest[34..50];
-    let flags = &rest[51..53];
-    let well_formed = rest[33] == b'-'
-        && rest[50] == b'-'
-        && hex(trace_id)
-        && hex(parent_id)
-        && hex(flags)
-        && trace_id.iter().any(|b| *b != b'0')
-        && parent_id.iter().any(|b| *b != b'0');
-    let tail = &rest[53..];
-    let tail_ok = if version == b"00" {
-        tail.is_empty()
-    } else {
-        tail.is_empty() || tail[0] == b'-'
-    };
-    well_formed && tail_ok
 }
 
 /// The well-formed entries of a `tracestate`, at most [`MAX_TRACESTATE_ENTRIES`] and
@@ -206,9 +176,10 @@ mod tests {
     #[test]
     fn a_traceparent_is_kept_only_when_it_follows_the_rules() {
         assert_eq!(sanitized(&[("traceparent", PARENT)])["traceparent"], PARENT);
-        assert!(is_traceparent(
-            b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future"
-        ));
+        assert_eq!(
+            trace_id(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
         for bad in [
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
