@@ -26,19 +26,6 @@ use tonic::transport::Channel;
 
 const LONG: Duration = Duration::from_secs(20);
 
-/// Waits until the task's dispatch entry is gone (the Processor accepted it).
-async fn accepted(redis: &TestRedis, task_id: &str) {
-    let conn = redis.connection().await;
-    eventually(LONG, &format!("task {task_id} to be accepted"), || {
-        let mut conn = conn.clone();
-        async move {
-            let entry: Option<String> = conn.hget("task-service:entries", task_id).await.unwrap();
-            entry.is_none().then_some(())
-        }
-    })
-    .await;
-}
-
 fn console_url(service: &TestService, path: &str) -> String {
     format!("http://{}{path}", service.metrics_addr)
 }
@@ -68,7 +55,7 @@ impl Stack {
     /// A task for `key` that the Processor has accepted (PENDING, its entry gone).
     async fn accepted_task(&mut self, key: &str) -> String {
         let task = create(&mut self.client, key).await;
-        accepted(&self.redis, &task).await;
+        self.redis.wait_accepted(&task).await;
         task
     }
 }
@@ -102,7 +89,7 @@ async fn the_console_shows_a_task_created_over_grpc_and_follows_the_processor_li
         .unwrap()
         .into_inner()
         .task_id;
-    accepted(&redis, &task).await;
+    redis.wait_accepted(&task).await;
 
     let browser = Browser::start().await;
     browser
@@ -570,7 +557,7 @@ async fn with_tokens_the_console_needs_a_sign_in_and_each_action_its_scope() {
         .unwrap()
         .into_inner()
         .task_id;
-    accepted(&redis, &task).await;
+    redis.wait_accepted(&task).await;
     let task_page = format!("/console/tasks/{task}");
     let cancel = format!("/console/tasks/{task}/cancel");
 

@@ -79,19 +79,6 @@ async fn watching(
     tokio::spawn(follow(stream, vec![current], LONG))
 }
 
-/// Waits until the task's dispatch entry is gone (the Processor accepted it).
-async fn accepted(redis: &TestRedis, task_id: &str) {
-    let conn = redis.connection().await;
-    eventually(LONG, &format!("task {task_id} to be accepted"), || {
-        let mut conn = conn.clone();
-        async move {
-            let entry: Option<String> = conn.hget("task-service:entries", task_id).await.unwrap();
-            entry.is_none().then_some(())
-        }
-    })
-    .await;
-}
-
 async fn stream_length(redis: &TestRedis) -> u64 {
     redis
         .connection()
@@ -129,7 +116,7 @@ async fn twenty_identical_creates_on_two_replicas_make_one_task() {
     let task = answers.into_iter().next().unwrap();
     assert_eq!(task_keys(&redis).await, [format!("task:{task}")]);
     called(&processor, &task).await;
-    accepted(&redis, &task).await;
+    redis.wait_accepted(&task).await;
     assert_eq!(processor.calls(), 1, "one task, delivered once");
 
     // The same request id for another file: a conflict naming the task it belongs to.
@@ -352,7 +339,7 @@ async fn a_task_the_processor_finished_during_its_call_is_not_taken_for_a_cancel
         .await
         .unwrap();
     assert!(killed >= 1, "no pub/sub connection to cut");
-    accepted(&redis, &task).await;
+    redis.wait_accepted(&task).await;
     assert_eq!(stream_length(&redis).await, 0, "the entry is acknowledged");
     assert!(processor.cancels().is_empty(), "{:?}", processor.cancels());
     assert!(processor.abandoned().is_empty(), "the call was not cut");
@@ -375,7 +362,7 @@ async fn cancel_of_an_accepted_task_asks_the_processor() {
 
     // Accepted and PROCESSING: CancelVideo OK → FAILED.
     let task = create(&mut client, "a.mp4").await;
-    accepted(&redis, &task).await;
+    redis.wait_accepted(&task).await;
     let _: () = conn
         .hset(format!("task:{task}"), "status", "PROCESSING")
         .await
@@ -390,7 +377,7 @@ async fn cancel_of_an_accepted_task_asks_the_processor() {
     // A Processor that cannot cancel: FAILED_PRECONDITION, the task unchanged.
     processor.set_cancel_reply(Some((Code::Unimplemented, "no")));
     let task = create(&mut client, "a.mp4").await;
-    accepted(&redis, &task).await;
+    redis.wait_accepted(&task).await;
     let refused = cancel(&client, &task, "").await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(
@@ -470,7 +457,7 @@ async fn watch_a_quick_processor(service: &TestService, redis: &TestRedis, round
     let mut conn = redis.connection().await;
     for _ in 0..rounds {
         let task = create(&mut client, "a.mp4").await;
-        accepted(redis, &task).await;
+        redis.wait_accepted(&task).await;
         let following = watching(&client, &task, "PENDING").await;
         let _: () = conn
             .hset(format!("task:{task}"), "status", "PROCESSING")
@@ -543,7 +530,7 @@ async fn watches_woken_by_redis_end_with_completed() {
         .unwrap();
     let mut client = service.client().await;
     let task = create(&mut client, "a.mp4").await;
-    accepted(&redis, &task).await;
+    redis.wait_accepted(&task).await;
     let following = watching(&client, &task, "PENDING").await;
     let _: () = conn
         .hset(format!("task:{task}"), "status", "COMPLETED")

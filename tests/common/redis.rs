@@ -137,6 +137,29 @@ impl TestRedis {
         .await;
     }
 
+    /// Waits until the task's dispatch entry is gone from the entry index (the Processor
+    /// accepted it).
+    pub async fn wait_accepted(&self, task_id: &str) {
+        let conn = self.connection().await;
+        super::eventually(
+            Duration::from_secs(20),
+            &format!("task {task_id} to be accepted"),
+            || {
+                let mut conn = conn.clone();
+                async move {
+                    let entry: Option<String> = redis::cmd("HGET")
+                        .arg("task-service:entries")
+                        .arg(task_id)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    entry.is_none().then_some(())
+                }
+            },
+        )
+        .await;
+    }
+
     /// Stops the container (Redis exits cleanly and keeps its AOF).
     pub async fn stop(&self) {
         self.container.stop_with_timeout(Some(5)).await.unwrap();
