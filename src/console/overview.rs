@@ -90,8 +90,10 @@ impl Overview {
             }
         };
         let (redis, queue, newest) = tokio::join!(ping, queue, newest);
-        let minutes = sample(&console.activity, &console.metrics, now);
         let totals = totals(&console.metrics);
+        let minute = minute_of(now);
+        console.activity.record(minute, totals);
+        let minutes = console.activity.per_minute(minute);
         let mut failures: Vec<_> = TaskEnd::ALL
             .into_iter()
             .filter(|end| *end != TaskEnd::Completed)
@@ -144,11 +146,9 @@ pub fn totals(metrics: &Metrics) -> Totals {
     }
 }
 
-/// Records the counters in the activity ring and answers its last hour.
-pub fn sample(activity: &Activity, metrics: &Metrics, now: SystemTime) -> Vec<Totals> {
-    let minute = minute_of(now);
-    activity.record(minute, totals(metrics));
-    activity.per_minute(minute)
+/// Records the counters in the activity ring.
+pub fn sample(activity: &Activity, metrics: &Metrics, now: SystemTime) {
+    activity.record(minute_of(now), totals(metrics));
 }
 
 /// Minutes since the epoch.
