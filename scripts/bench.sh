@@ -65,38 +65,17 @@ redis_rps() {
 }
 
 # h2load, a C HTTP/2 load generator that takes far less CPU than task-bench, as a second,
-# independent view: 10 connections x 5 streams, the same rounds. It counts gRPC errors (HTTP 200
-# with an error in the trailers) as successes, so the service's own metrics give the OK count.
-command -v h2load >/dev/null || {
-  echo "installing Debian's nghttp2-client (h2load)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client >/dev/null
-}
+# independent view: 10 connections x 5 streams, the same rounds.
+. scripts/h2load-common.sh
 h2_task=$("$bin/taskctl" --addr "127.0.0.1:$full_port" create bench/original.mp4 | sed -n 's/^task_id: //p')
-grpc_body() { python3 - "$@" <<'PY'
-import struct, sys
-out, text = sys.argv[1], sys.argv[2].encode()
-message = bytes([0x0A, len(text)]) + text      # field 1 (task_id, or original_file_key), a string
-open(out, "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
-PY
-}
 grpc_body "$work/get.bin" "$h2_task"
 grpc_body "$work/create.bin" bench/original.mp4
-# ok_count PORT METHOD: the service's OK answers to METHOD so far.
-ok_count() {
-  curl -s "http://127.0.0.1:$1/metrics" | python3 -c '
-import re, sys
-method = sys.argv[1]
-print(int(sum(float(v) for labels, v in re.findall(r"^task_rpc_requests_total\{([^}]*)\} (\S+)$", sys.stdin.read(), re.M)
-              if f"method=\"/task.Task/{method}\"" in labels and "code=\"OK\"" in labels)))' "$2"
-}
 # h2 LABEL PORT METHOD BODY [METRICS_PORT]: one h2load run, as a JSON line (p99 from its log).
 h2() {
   local label=$1 port=$2 method=$3 body=$4 metrics=${5:-}
   local before=0; [ -n "$metrics" ] && before=$(ok_count "$metrics" "$method")
   rm -f "$work/h2.log"
-  h2load -c 10 -m 5 -D "${DURATION%s}" --warm-up-time 1 -d "$body" --log-file "$work/h2.log" \
-    -H 'content-type: application/grpc' -H 'te: trailers' \
-    "http://127.0.0.1:$port/task.Task/$method" > "$work/h2.out" 2>&1
+  h2load_run "$port" "$method" "$body" "${DURATION%s}" "$work/h2.out" "$work/h2.log"
   local after=-1; [ -n "$metrics" ] && after=$(ok_count "$metrics" "$method")
   python3 - "$label" "$work/h2.out" "$work/h2.log" "$before" "$after" <<'PY' >> "$work/results.jsonl"
 import json, re, sys

@@ -12,11 +12,8 @@ command -v perf >/dev/null || {
   echo "installing Debian's linux-perf" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends linux-perf >/dev/null
 }
-command -v h2load >/dev/null || {
-  echo "installing Debian's nghttp2-client (h2load)" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client >/dev/null
-}
 . scripts/bench-common.sh
+. scripts/h2load-common.sh
 
 processor_port=$(free_port)
 REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port "$bin/task-bench" processor --listen "127.0.0.1:$processor_port" \
@@ -33,27 +30,10 @@ echo $service_pid > "$work/service.pid"
 wait_port "$port"
 task=$("$bin/taskctl" --addr "127.0.0.1:$port" create profile/original.mp4 | sed -n 's/^task_id: //p')
 
-grpc_body() { python3 - "$@" <<'PY'
-import struct, sys
-out, text = sys.argv[1], sys.argv[2].encode()
-message = bytes([0x0A, len(text)]) + text
-open(out, "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
-PY
-}
 grpc_body "$work/get.bin" "$task"
 grpc_body "$work/create.bin" profile/original.mp4
 redis_pid=$(cat "$work/redis.pid")
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# ok_count METHOD: the service's OK answers to METHOD so far (h2load counts gRPC errors as done).
-ok_count() {
-  curl -s "http://127.0.0.1:$metrics_port/metrics" | python3 -c '
-import re, sys
-method = sys.argv[1]
-print(int(sum(float(v) for labels, v in re.findall(r"^task_rpc_requests_total\{([^}]*)\} (\S+)$", sys.stdin.read(), re.M)
-              if f"method=\"/task.Task/{method}\"" in labels and "code=\"OK\"" in labels)))' "$1"
-}
-hz=$(getconf CLK_TCK)
 for method in GetTaskStatus CreateTask; do
   body=$work/get.bin; [ "$method" = CreateTask ] && body=$work/create.bin
   # Runs past the sampling window; stopped after it.
@@ -63,14 +43,14 @@ for method in GetTaskStatus CreateTask; do
   sleep 2
   kill -0 "$h2" 2>/dev/null || { echo "h2load stopped:" >&2; cat "$work/h2.out" >&2; exit 1; }
   # The same load unsampled first, for what sampling costs.
-  u0=$(ok_count "$method"); ut0=$(date +%s%N); sleep "$seconds"; u1=$(ok_count "$method"); ut1=$(date +%s%N)
-  s0=$(ticks "$service_pid"); r0=$(ticks "$redis_pid"); h0=$(ticks "$h2"); ok0=$(ok_count "$method"); t0=$(date +%s%N)
+  u0=$(ok_count "$metrics_port" "$method"); ut0=$(date +%s%N); sleep "$seconds"; u1=$(ok_count "$metrics_port" "$method"); ut1=$(date +%s%N)
+  s0=$(ticks "$service_pid"); r0=$(ticks "$redis_pid"); h0=$(ticks "$h2"); ok0=$(ok_count "$metrics_port" "$method"); t0=$(date +%s%N)
   perf record -F 999 -p "$service_pid" -o "$work/$method.perf" -- sleep "$seconds" 2>/dev/null >/dev/null
-  s1=$(ticks "$service_pid"); r1=$(ticks "$redis_pid"); h1=$(ticks "$h2"); ok1=$(ok_count "$method"); t1=$(date +%s%N)
+  s1=$(ticks "$service_pid"); r1=$(ticks "$redis_pid"); h1=$(ticks "$h2"); ok1=$(ok_count "$metrics_port" "$method"); t1=$(date +%s%N)
   kill "$h2"; wait "$h2" 2>/dev/null || true
   ms=$(( (t1 - t0) / 1000000 ))
   echo "== $method under h2load (10 connections x 5 streams): $(( (u1 - u0) * 1000000000 / (ut1 - ut0) )) OK answers/s unsampled, $(( (ok1 - ok0) * 1000 / ms ))/s while sampled"
-  echo "   CPU while sampled (2 cores = 200%): service $(( (s1 - s0) * 100000 / hz / ms ))%, redis $(( (r1 - r0) * 100000 / hz / ms ))%, h2load $(( (h1 - h0) * 100000 / hz / ms ))%"
+  echo "   CPU while sampled (2 cores = 200%): service $(( (s1 - s0) * 100000 / clock_ticks / ms ))%, redis $(( (r1 - r0) * 100000 / clock_ticks / ms ))%, h2load $(( (h1 - h0) * 100000 / clock_ticks / ms ))%"
   echo "   where, by binary:"
   perf report -i "$work/$method.perf" --sort dso --stdio 2>/dev/null \
     | grep -E '^ +[0-9.]+%' | head -n 6 | sed 's/ *$//' || true

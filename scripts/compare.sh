@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Before and after, in one run: two builds (or two settings) of the service against the same
+# Redis, h2load's GetTaskStatus and CreateTask in interleaved rounds (A B, then B A, ...), the bare
+# tonic ceiling in each round too; prints medians of OK answers/s, p99, and CPU per answer of the
+# service and of Redis (CPU per answer moves less with the machine's other load than rates do).
+#
+#   cp target/release/task-service /tmp/before && <change, cargo build --release>
+#   scripts/compare.sh /tmp/before target/release/task-service
+#   COMPARE_A_ENV="TASK_REDIS_CONNECTIONS=1" scripts/compare.sh target/release/task-service target/release/task-service
+#
+# Settings: COMPARE_ROUNDS (5), COMPARE_SECONDS (5), COMPARE_METHODS ("GetTaskStatus CreateTask"),
+# COMPARE_A_ENV / COMPARE_B_ENV (extra environment for either, space-separated VAR=value).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -eq 2 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+a_bin=$(realpath "$1"); b_bin=$(realpath "$2")
+ROUNDS=${COMPARE_ROUNDS:-5}
+SECONDS_PER_RUN=${COMPARE_SECONDS:-5}
+METHODS=${COMPARE_METHODS:-GetTaskStatus CreateTask}
+
+. scripts/bench-common.sh
+. scripts/h2load-common.sh
+
+processor_port=$(free_port)
+REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port "$bin/task-bench" processor --listen "127.0.0.1:$processor_port" \
+  >"$work/processor.log" 2>&1 &
+echo $! > "$work/processor.pid"
+
+# start NAME BINARY EXTRA_ENV: the service, full stack, the per-client limit never binding.
+declare -A port metrics pid
+start() {
+  local name=$1 binary=$2 extra=$3
+  port[$name]=$(free_port); metrics[$name]=$(free_port)
+  # shellcheck disable=SC2086
+  env -i PATH="$PATH" RUST_LOG=warn TASK_GRPC_HOST=127.0.0.1 TASK_GRPC_PORT="${port[$name]}" \
+    TASK_METRICS_PORT="${metrics[$name]}" REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port" \
+    PROCESSOR_GRPC_ADDR="127.0.0.1:$processor_port" TASK_REDIS_KEY_PREFIX="compare-$name" \
+    TASK_RATE_LIMIT_PER_CLIENT=100000000 LOCAL_STORAGE_PATH="$work/videos" $extra \
+    "$binary" >"$work/$name.log" 2>&1 &
+  pid[$name]=$!; echo "${pid[$name]}" > "$work/$name.pid"
+  wait_port "${port[$name]}"
+}
+start A "$a_bin" "${COMPARE_A_ENV:-}"
+start B "$b_bin" "${COMPARE_B_ENV:-}"
+port[ceiling]=$(free_port)
+"$bin/task-bench" ceiling --listen "127.0.0.1:${port[ceiling]}" >"$work/ceiling.log" 2>&1 &
+pid[ceiling]=$!; echo "${pid[ceiling]}" > "$work/ceiling.pid"
+wait_port "${port[ceiling]}"
+
+# One task for both to read (task hashes are not prefixed, only the service's own keys are),
+# completed by the Processor: a final task, as a poll's last read finds it.
+task=$("$bin/taskctl" --addr "127.0.0.1:${port[A]}" create compare/original.mp4 | sed -n 's/^task_id: //p')
+grpc_body "$work/GetTaskStatus.bin" "$task"
+grpc_body "$work/CreateTask.bin" compare/original.mp4
+redis_pid=$(cat "$work/redis.pid")
+
+# measure NAME METHOD: one h2load run; a JSON line of OK/s, p99 and CPU per OK answer.
+measure() {
+  local name=$1 method=$2
+  local ok0=0 ok1=0 s0 s1 r0 r1
+  [ "$name" != ceiling ] && ok0=$(ok_count "${metrics[$name]}" "$method")
+  s0=$(ticks "${pid[$name]}"); r0=$(ticks "$redis_pid")
+  h2load_run "${port[$name]}" "$method" "$work/$method.bin" "$SECONDS_PER_RUN" "$work/h2.out" "$work/h2.log"
+  s1=$(ticks "${pid[$name]}"); r1=$(ticks "$redis_pid")
+  [ "$name" != ceiling ] && ok1=$(ok_count "${metrics[$name]}" "$method")
+  python3 - "$name" "$method" "$work/h2.out" "$work/h2.log" "$ok0" "$ok1" "$((s1 - s0))" "$((r1 - r0))" \
+    "$clock_ticks" <<'PY' >> "$work/results.jsonl"
+import json, re, sys
+name, method, out, log = sys.argv[1:5]
+ok0, ok1, service_ticks, redis_ticks, hz = map(int, sys.argv[5:10])
+text = open(out).read()
+rps = float(re.search(r"finished in [^,]+, ([\d.]+) req/s", text).group(1))
+done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", text).group(1))
+lat = sorted(int(line.split("\t")[2]) for line in open(log) if line.strip())
+# The OK count includes the warm-up second: the measured rate is h2load's, scaled by the share
+# of answers that were OK.
+answered = ok1 - ok0 if name != "ceiling" else None
+ok_share = 1.0 if answered is None else min(1.0, answered / max(1, done + rps))
+print(json.dumps({"name": name, "method": method, "ok_per_sec": rps * ok_share,
+                  "p99_us": lat[int(len(lat) * 0.99)] if lat else 0,
+                  "service_us_per_answer": service_ticks * 1e6 / hz / max(1, answered or done + rps),
+                  "redis_us_per_answer": redis_ticks * 1e6 / hz / max(1, answered or done + rps)}))
+PY
+}
+# settle NAME: waits until NAME's queue is empty, so that its dispatcher's work on the tasks it
+# was asked to create does not run during the next measurement.
+settle() {
+  "$bin/task-bench" drain --redis-port "$redis_port" --stream "compare-$1:dispatch" --timeout 5m >/dev/null 2>&1
+}
+
+echo "== $ROUNDS interleaved rounds of ${SECONDS_PER_RUN}s: A = $1 ${COMPARE_A_ENV:-}, B = $2 ${COMPARE_B_ENV:-}" >&2
+for round in $(seq 1 "$ROUNDS"); do
+  order="A B"; [ $((round % 2)) -eq 0 ] && order="B A"
+  echo "   round $round ($order)" >&2
+  measure ceiling GetTaskStatus
+  for method in $METHODS; do
+    for name in $order; do
+      measure "$name" "$method"
+      [ "$method" = CreateTask ] && settle "$name"
+    done
+  done
+done
+
+python3 - "$work/results.jsonl" "$1 ${COMPARE_A_ENV:-}" "$2 ${COMPARE_B_ENV:-}" <<'PY'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+def median(name, method, key):
+    values = [r[key] for r in runs if r["name"] == name and r["method"] == method]
+    return statistics.median(values) if values else None
+ceiling = median("ceiling", "GetTaskStatus", "ok_per_sec")
+print(f"\nA = {sys.argv[2].strip()}\nB = {sys.argv[3].strip()}")
+print(f"ceiling (bare tonic, GetTaskStatus from memory): {ceiling:,.0f}/s, "
+      f"{median('ceiling', 'GetTaskStatus', 'service_us_per_answer'):.1f} µs of its CPU per answer\n")
+print("| method | A OK/s | B OK/s | B/A | A, B x ceiling | p99 ms A, B | service µs/answer A, B | Redis µs/answer A, B |")
+print("| --- | ---: | ---: | ---: | --- | --- | --- | --- |")
+for method in dict.fromkeys(r["method"] for r in runs if r["name"] != "ceiling"):
+    a, b = (median(n, method, "ok_per_sec") for n in "AB")
+    pa, pb = (median(n, method, "p99_us") / 1000 for n in "AB")
+    sa, sb = (median(n, method, "service_us_per_answer") for n in "AB")
+    ra, rb = (median(n, method, "redis_us_per_answer") for n in "AB")
+    print(f"| {method} | {a:,.0f} | {b:,.0f} | {b / a:.2f} | {a / ceiling:.2f}, {b / ceiling:.2f} | {pa:.2f}, {pb:.2f} | {sa:.1f}, {sb:.1f} | {ra:.1f}, {rb:.1f} |")
+PY
