@@ -128,7 +128,6 @@ mod tests {
             include_str!("redis/scripts/fail.lua"),
             include_str!("redis/scripts/forget_consumers.lua"),
             include_str!("redis/scripts/lease.lua"),
-            include_str!("redis/scripts/read.lua"),
             include_str!("redis/scripts/settle.lua"),
             include_str!("redis/scripts/cancel.lua"),
             include_str!("redis/scripts/list.lua"),

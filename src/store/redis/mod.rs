@@ -424,17 +424,35 @@ impl RedisStore {
     }
 
     /// See [`super::Store::read`].
+    ///
+    /// HGETALL and TTL go in one pipeline, one round trip: a script doing the same costs Redis
+    /// several times as much (4.5 µs against 0.9 µs per read, `INFO commandstats`). A final
+    /// task without a TTL (the Processor wrote its final state with a plain HSET) then gets it
+    /// with `EXPIRE … NX`, which leaves a TTL set in between alone and creates no key.
     pub async fn read(&self, task_id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         let key = task_key(task_id);
-        let mut invocation = scripts::READ.prepare_invoke();
-        invocation.key(&key).arg(self.inner.ttl_secs);
         let mut conn = self.connection()?;
-        let flat: Vec<String> = self
-            .run(("EVALSHA read", &key), invocation.invoke_async(&mut conn))
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(&key).cmd("TTL").arg(&key);
+        let (flat, ttl): (Vec<String>, i64) = self
+            .run(("HGETALL", &key), pipe.query_async(&mut conn))
             .await?;
         let mut items = flat.into_iter();
         let pairs = std::iter::from_fn(|| Some((items.next()?, items.next()?)));
-        Ok(TaskRecord::from_pairs(pairs))
+        let record = TaskRecord::from_pairs(pairs);
+        if ttl == NO_TTL && record.as_ref().is_some_and(|r| r.status.is_final()) {
+            let mut expire = redis::cmd("EXPIRE");
+            expire.arg(&key).arg(self.inner.ttl_secs).arg("NX");
+            // The read stands either way: without the TTL now, the next read or the reaper
+            // gives it.
+            if let Err(e) = self
+                .run(("EXPIRE", &key), expire.query_async::<i64>(&mut conn))
+                .await
+            {
+                tracing::warn!(task.id = %task_id, error = %e, "could not give a final task its TTL");
+            }
+        }
+        Ok(record)
     }
 
     /// See [`super::Store::fail`].
@@ -638,6 +656,9 @@ fn tls_certificates(tls: &RedisTls) -> RedisResult<TlsCertificates> {
 
 /// What [`RedisStore::addr`] says before Sentinel has named a primary.
 const NO_PRIMARY_YET: &str = "the Redis primary (not found yet)";
+
+/// TTL's answer for a key that exists and has no expiry.
+const NO_TTL: i64 = -1;
 
 /// No connection could be made, or it broke.
 fn is_connection_lost(e: &RedisError) -> bool {

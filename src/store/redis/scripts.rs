@@ -7,9 +7,6 @@ use bb8_redis::redis::Script;
 /// Task hash + dispatch entry, atomically.
 pub(super) static CREATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/create.lua")));
-/// HGETALL that gives a final task its TTL.
-pub(super) static READ: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/read.lua")));
 /// Fenced FAILED, with optional acknowledgement.
 pub(super) static FAIL: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/fail.lua")));
