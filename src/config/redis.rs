@@ -66,7 +66,7 @@ impl RedisConfig {
             )?,
             timeout: v.duration(vars::REDIS_TIMEOUT, Duration::from_secs(2))?,
             pool_size: v.positive(vars::REDIS_POOL_SIZE, 8)?,
-            connections: v.positive(vars::REDIS_CONNECTIONS, 2)?,
+            connections: v.positive(vars::REDIS_CONNECTIONS, 1)?,
             key_prefix: key_prefix(v, vars::REDIS_KEY_PREFIX, "task-service")?,
             username: v
                 .raw(vars::REDIS_USERNAME)
