@@ -111,11 +111,25 @@ done
 echo "== latency at half the peak, 1000 clients" >&2
 peak=$(python3 -c 'import json,statistics,sys; print(int(statistics.median(json.loads(l)["requests_per_sec"] for l in open(sys.argv[1]) if json.loads(l)["label"]=="get-full")))' "$work/results.jsonl")
 load --addr "http://127.0.0.1:$full_port" --scenario get --rate $((peak / 2)) --label get-half-peak >> "$work/results.jsonl"
+# The bare tonic server at the same rate: what gRPC alone gives p99 there.
+load --addr "http://127.0.0.1:$ceiling_port" --scenario get --rate $((peak / 2)) --label get-ceiling-half-peak >> "$work/results.jsonl"
 "$bin/task-bench" run --json --addr "http://127.0.0.1:$full_port" --scenario get --clients 1000 --connections 100 \
   --duration "$DURATION" --pid "$(cat "$work/full.pid")" --label get-1000-clients >> "$work/results.jsonl"
 
 echo "== create without and with a request_id, and with a replica's acknowledgement; mixed; end to end" >&2
-# A replica for these rounds only (it takes CPU of its own while attached: every create runs with it).
+# Each create run starts on an empty queue, so that the dispatcher's work on the tasks of the run
+# before does not take the cores during it.
+settle() {
+  "$bin/task-bench" drain --redis-port "$redis_port" --stream bench-full:dispatch --timeout 10m >/dev/null 2>&1
+}
+for round in $(seq 1 "$ROUNDS"); do
+  settle; h2 h2-create-full "$full_port" CreateTask "$work/create.bin" "$full_metrics"
+  settle; load --addr "http://127.0.0.1:$full_port" --scenario create --label create-full >> "$work/results.jsonl"
+  settle; load --addr "http://127.0.0.1:$full_port" --scenario create-idempotent --label create-idempotent-full >> "$work/results.jsonl"
+done
+settle
+# A replica for these rounds only (it takes CPU of its own while attached): CreateTask with and
+# without waiting for its acknowledgement, both while it is attached.
 replica_port=$(free_port)
 redis-server --port "$replica_port" --save '' --appendonly no --replicaof 127.0.0.1 "$redis_port" \
   --dir "$work" --logfile "$work/replica.log" &
@@ -125,18 +139,16 @@ for _ in $(seq 1 50); do
   redis-cli -p "$replica_port" INFO replication | grep -q 'master_link_status:up' && break; sleep 0.2
 done
 for round in $(seq 1 "$ROUNDS"); do
-  h2 h2-create-full "$full_port" CreateTask "$work/create.bin" "$full_metrics"
-  load --addr "http://127.0.0.1:$full_port" --scenario create --label create-full >> "$work/results.jsonl"
-  load --addr "http://127.0.0.1:$full_port" --scenario create-idempotent --label create-idempotent-full >> "$work/results.jsonl"
+  load --addr "http://127.0.0.1:$full_port" --scenario create --label create-full-replica >> "$work/results.jsonl"
   load --addr "http://127.0.0.1:$durable_port" --scenario create --label create-durable >> "$work/results.jsonl"
 done
 # Its tasks are left queued: the durable instance stops with its replica.
 kill "$(cat "$work/durable.pid")" "$(cat "$work/replica.pid")"; rm "$work/durable.pid" "$work/replica.pid"
+settle
 load --addr "http://127.0.0.1:$full_port" --scenario mixed --label mixed-full >> "$work/results.jsonl"
 # End to end: through Redis, the queue, the dispatcher and a Processor that completes at once;
-# first the tasks of the create and mixed runs are left to drain, so that e2e has the dispatcher
-# to itself.
-"$bin/task-bench" drain --redis-port "$redis_port" --stream bench-full:dispatch --timeout 10m >/dev/null 2>&1
+# first the tasks of the mixed run are left to drain, so that e2e has the dispatcher to itself.
+settle
 "$bin/task-bench" run --json --clients "$CLIENTS" --connections "$CONNECTIONS" --duration 10s \
   --addr "http://127.0.0.1:$full_port" --scenario e2e --label e2e-full >> "$work/results.jsonl"
 

@@ -44,11 +44,16 @@ for label, name in [("create-full", "CreateTask, full stack"), ("mixed-full", "m
     print(f"| {name} | {fmt(value)} | {fmt(p99_ms(label), '{:.2f}')} | {fmt(ratio(value, hset), '{:.2f}')} x HSET |")
 create, idempotent = median("create-full"), median("create-idempotent-full")
 print(f"| CreateTask with a request_id, full stack | {fmt(idempotent)} | {fmt(p99_ms('create-idempotent-full'), '{:.2f}')} | {fmt(ratio(idempotent, create), '{:.2f}')} x without |")
-durable = median("create-durable")
-print(f"| CreateTask, TASK_REDIS_MIN_REPLICAS_ACKED=1 (one replica, WAIT 1) | {fmt(durable)} | {fmt(p99_ms('create-durable'), '{:.2f}')} | {fmt(ratio(durable, create), '{:.2f}')} x with 0 |")
+durable, with_replica = median("create-durable"), median("create-full-replica")
+print(f"| CreateTask, a replica attached, TASK_REDIS_MIN_REPLICAS_ACKED=0 | {fmt(with_replica)} | {fmt(p99_ms('create-full-replica'), '{:.2f}')} | {fmt(ratio(with_replica, create), '{:.2f}')} x with no replica |")
+print(f"| CreateTask, TASK_REDIS_MIN_REPLICAS_ACKED=1 (one replica, WAIT 1) | {fmt(durable)} | {fmt(p99_ms('create-durable'), '{:.2f}')} | {fmt(ratio(durable, with_replica), '{:.2f}')} x with 0 |")
 half = runs.get("get-half-peak", [None])[0]
+half_ceiling = runs.get("get-ceiling-half-peak", [None])[0]
 if half:
-    print(f"| GetTaskStatus paced at half the peak ({half['target_rate']:,.0f}/s) | {half['requests_per_sec']:,.0f} | {half['latency']['p99_us'] / 1000:.2f} | target p99 <= 2 ms |")
+    against = ""
+    if half_ceiling:
+        against = f", {half['latency']['p99_us'] / max(1, half_ceiling['latency']['p99_us']):.2f} x the ceiling's {half_ceiling['latency']['p99_us'] / 1000:.2f} ms at the same rate (target <= 2 x)"
+    print(f"| GetTaskStatus paced at half the peak ({half['target_rate']:,.0f}/s) | {half['requests_per_sec']:,.0f} | {half['latency']['p99_us'] / 1000:.2f} | target p99 <= 2 ms{against} |")
 many = runs.get("get-1000-clients", [None])[0]
 if many:
     rss = many.get("server_rss_peak_bytes") or 0
@@ -73,7 +78,7 @@ for label, how in [("watches-notified", "woken by Redis"), ("watches-polling", "
 e2e = runs.get("e2e-full", [None])[0]
 if e2e:
     e = e2e["e2e"]
-    print(f"| end to end: CreateTask until COMPLETED | {e['tasks_per_sec']:,.0f} tasks/s | - | {e['created']:,} created, {e['completed']:,} COMPLETED, {e['failed']} FAILED, {e['lost']} lost (target >= 3,000/s, 0 lost) |")
+    print(f"| end to end: CreateTask until COMPLETED | {e['tasks_per_sec']:,.0f} tasks/s | - | {e['created']:,} created, {e['completed']:,} COMPLETED, {e['failed']} FAILED, {e['lost']} lost (target >= 6,000/s, 0 lost) |")
 h2_ceiling = median("h2-get-ceiling")
 if h2_ceiling:
     print()
@@ -89,6 +94,24 @@ if h2_ceiling:
         last = runs.get(label, [None])[-1]
         ok = "-" if not last or last.get("ok") is None else f"{last['ok']:,} / {last['done']:,}"
         print(f"| {name} | {fmt(value)} | {fmt(p99_ms(label), '{:.2f}')} | {ok} | {fmt(ratio(value, h2_ceiling), '{:.2f}')} x |")
+targets = []
+h2_get, h2_create = median("h2-get-full"), median("h2-create-full")
+if h2_ceiling:
+    targets.append(("GetTaskStatus >= 0.6 x the ceiling (h2load)", ratio(h2_get, h2_ceiling), lambda v: v >= 0.6, "{:.2f} x"))
+    targets.append(("CreateTask >= 0.4 x the ceiling (h2load)", ratio(h2_create, h2_ceiling), lambda v: v >= 0.4, "{:.2f} x"))
+if half:
+    targets.append(("p99 at half the peak <= 2 ms (task-bench, paced)", half["latency"]["p99_us"] / 1000, lambda v: v <= 2, "{:.2f} ms"))
+if half and half_ceiling:
+    targets.append(("p99 at half the peak <= 2 x the ceiling's at that rate", half["latency"]["p99_us"] / max(1, half_ceiling["latency"]["p99_us"]), lambda v: v <= 2, "{:.2f} x"))
+if e2e:
+    lost = e2e["e2e"]["lost"]
+    targets.append((f"end to end >= 6,000 tasks/s, 0 lost ({lost} lost)", e2e["e2e"]["tasks_per_sec"], lambda v: v >= 6000 and lost == 0, "{:,.0f} tasks/s"))
+if targets:
+    print()
+    print("| target | this run | met |")
+    print("| --- | ---: | --- |")
+    for name, value, met, spec in targets:
+        print(f"| {name} | {fmt(value, spec)} | {'-' if value is None else ('yes' if met(value) else 'no')} |")
 errors = {label: {c: n for c, n in r[0].get("codes", {}).items() if c != "OK"} for label, r in runs.items() if r[0].get("codes")}
 errors = {k: v for k, v in errors.items() if v}
 print()

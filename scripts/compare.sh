@@ -101,6 +101,20 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# With COMPARE_PACED=RATE: GetTaskStatus paced at RATE by task-bench (50 clients), A, B and the
+# ceiling in each round, for the latency at a load the service is not saturated by.
+if [ -n "${COMPARE_PACED:-}" ]; then
+  echo "== GetTaskStatus paced at ${COMPARE_PACED}/s" >&2
+  for round in $(seq 1 "$ROUNDS"); do
+    for name in A B ceiling; do
+      "$bin/task-bench" run --json --clients 50 --connections 10 --duration "${SECONDS_PER_RUN}s" \
+        --addr "http://127.0.0.1:${port[$name]}" --scenario get --rate "$COMPARE_PACED" --label "$name" \
+        | python3 -c 'import json, sys; r = json.load(sys.stdin); print(json.dumps({"name": r["label"], "method": "paced", "ok_per_sec": r["requests_per_sec"], "p99_us": r["latency"]["p99_us"]}))' \
+        >> "$work/results.jsonl"
+    done
+  done
+fi
+
 python3 - "$work/results.jsonl" "$1 ${COMPARE_A_ENV:-}" "$2 ${COMPARE_B_ENV:-}" <<'PY'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
@@ -113,10 +127,15 @@ print(f"ceiling (bare tonic, GetTaskStatus from memory): {ceiling:,.0f}/s, "
       f"{median('ceiling', 'GetTaskStatus', 'service_us_per_answer'):.1f} µs of its CPU per answer\n")
 print("| method | A OK/s | B OK/s | B/A | A, B x ceiling | p99 ms A, B | service µs/answer A, B | Redis µs/answer A, B |")
 print("| --- | ---: | ---: | ---: | --- | --- | --- | --- |")
-for method in dict.fromkeys(r["method"] for r in runs if r["name"] != "ceiling"):
+for method in dict.fromkeys(r["method"] for r in runs if r["name"] != "ceiling" and r["method"] != "paced"):
     a, b = (median(n, method, "ok_per_sec") for n in "AB")
     pa, pb = (median(n, method, "p99_us") / 1000 for n in "AB")
     sa, sb = (median(n, method, "service_us_per_answer") for n in "AB")
     ra, rb = (median(n, method, "redis_us_per_answer") for n in "AB")
     print(f"| {method} | {a:,.0f} | {b:,.0f} | {b / a:.2f} | {a / ceiling:.2f}, {b / ceiling:.2f} | {pa:.2f}, {pb:.2f} | {sa:.1f}, {sb:.1f} | {ra:.1f}, {rb:.1f} |")
+paced = [r for r in runs if r["method"] == "paced"]
+if paced:
+    p99 = {n: median(n, "paced", "p99_us") / 1000 for n in ("A", "B", "ceiling")}
+    print(f"\nGetTaskStatus paced (task-bench, 50 clients): p99 A {p99['A']:.2f} ms, B {p99['B']:.2f} ms, "
+          f"ceiling {p99['ceiling']:.2f} ms; B/A {p99['B'] / p99['A']:.2f}, B/ceiling {p99['B'] / p99['ceiling']:.2f}")
 PY
