@@ -28,9 +28,7 @@ for size in $SIZES; do
     --duration 1h --warmup 0s --clients 50 --connections 10 > "$work/create.json"
   after=$(used_memory)
   echo "== the Processor is back: draining" >&2
-  REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port "$bin/task-bench" processor --listen "127.0.0.1:$processor_port" \
-    >"$work/processor.log" 2>&1 &
-  echo $! > "$work/processor.pid"
+  start_processor "$processor_port"
   "$bin/task-bench" drain --json --redis-port "$redis_port" --pid "$(cat "$work/service.pid")" > "$work/drain.json"
   python3 - "$size" "$before" "$after" "$work/create.json" "$work/drain.json" >> "$work/table.md" <<'PY'
 import json, sys

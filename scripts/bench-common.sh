@@ -1,6 +1,6 @@
 # Sourced by bench.sh and backlog.sh: Debian's Redis tools, the release build, a work directory
 # whose processes are stopped on exit, a Redis of its own on a free port, and port helpers.
-# Sets: bin, work, redis_port.
+# Sets: bin, work, redis_port. Defines start_processor.
 
 command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || {
   echo "installing Debian's redis-server and redis-tools" >&2
@@ -25,3 +25,12 @@ redis-server --port "$redis_port" --save '' --appendonly no --maxmemory-policy n
   --logfile "$work/redis.log" &
 echo $! > "$work/redis.pid"
 wait_port "$redis_port"
+
+# start_processor [PORT]: the instant Processor (`task-bench processor`, PROCESSING then COMPLETED
+# at once) on PORT, or on a free port; sets processor_port, records its pid.
+start_processor() {
+  processor_port=${1:-$(free_port)}
+  REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port "$bin/task-bench" processor --listen "127.0.0.1:$processor_port" \
+    >"$work/processor.log" 2>&1 &
+  echo $! > "$work/processor.pid"
+}

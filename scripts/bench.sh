@@ -21,10 +21,7 @@ BIG=${BENCH_BIG:-1}
 
 . scripts/bench-common.sh
 
-processor_port=$(free_port)
-REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port "$bin/task-bench" processor --listen "127.0.0.1:$processor_port" \
-  >"$work/processor.log" 2>&1 &
-echo $! > "$work/processor.pid"
+start_processor
 
 # start_service NAME EXTRA_ENV...: the service on a port of its own; prints its port, records its
 # pid. (Its output goes to a file: a command substitution waits for every holder of its stdout.)
@@ -74,16 +71,12 @@ grpc_body "$work/create.bin" bench/original.mp4
 h2() {
   local label=$1 port=$2 method=$3 body=$4 metrics=${5:-}
   local before=0; [ -n "$metrics" ] && before=$(ok_count "$metrics" "$method")
-  rm -f "$work/h2.log"
   h2load_run "$port" "$method" "$body" "${DURATION%s}" "$work/h2.out" "$work/h2.log"
   local after=-1; [ -n "$metrics" ] && after=$(ok_count "$metrics" "$method")
-  python3 - "$label" "$work/h2.out" "$work/h2.log" "$before" "$after" <<'PY' >> "$work/results.jsonl"
-import json, re, sys
-label, out, log, before, after = sys.argv[1], open(sys.argv[2]).read(), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-rps = float(re.search(r"finished in [^,]+, ([\d.]+) req/s", out).group(1))
-done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", out).group(1))
-lat = sorted(int(line.split("\t")[2]) for line in open(log) if line.strip())
-p99 = lat[int(len(lat) * 0.99)] if lat else 0
+  # shellcheck disable=SC2046
+  python3 - "$label" $(h2load_figures "$work/h2.out" "$work/h2.log") "$before" "$after" <<'PY' >> "$work/results.jsonl"
+import json, sys
+label, rps, done, p99, before, after = sys.argv[1], float(sys.argv[2]), *map(int, sys.argv[3:7])
 print(json.dumps({"label": label, "requests_per_sec": rps, "done": done,
                   "ok": None if after < 0 else after - before, "latency": {"p99_us": p99}}))
 PY

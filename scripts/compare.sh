@@ -21,10 +21,7 @@ METHODS=${COMPARE_METHODS:-GetTaskStatus CreateTask}
 . scripts/bench-common.sh
 . scripts/h2load-common.sh
 
-processor_port=$(free_port)
-REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port "$bin/task-bench" processor --listen "127.0.0.1:$processor_port" \
-  >"$work/processor.log" 2>&1 &
-echo $! > "$work/processor.pid"
+start_processor
 
 # start NAME BINARY EXTRA_ENV: the service, full stack, the per-client limit never binding.
 declare -A port metrics pid
@@ -63,21 +60,17 @@ measure() {
   h2load_run "${port[$name]}" "$method" "$work/$method.bin" "$SECONDS_PER_RUN" "$work/h2.out" "$work/h2.log"
   s1=$(ticks "${pid[$name]}"); r1=$(ticks "$redis_pid")
   [ "$name" != ceiling ] && ok1=$(ok_count "${metrics[$name]}" "$method")
-  python3 - "$name" "$method" "$work/h2.out" "$work/h2.log" "$ok0" "$ok1" "$((s1 - s0))" "$((r1 - r0))" \
-    "$clock_ticks" <<'PY' >> "$work/results.jsonl"
-import json, re, sys
-name, method, out, log = sys.argv[1:5]
-ok0, ok1, service_ticks, redis_ticks, hz = map(int, sys.argv[5:10])
-text = open(out).read()
-rps = float(re.search(r"finished in [^,]+, ([\d.]+) req/s", text).group(1))
-done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", text).group(1))
-lat = sorted(int(line.split("\t")[2]) for line in open(log) if line.strip())
+  # shellcheck disable=SC2046
+  python3 - "$name" "$method" $(h2load_figures "$work/h2.out" "$work/h2.log") "$ok0" "$ok1" \
+    "$((s1 - s0))" "$((r1 - r0))" "$clock_ticks" <<'PY' >> "$work/results.jsonl"
+import json, sys
+name, method, rps = sys.argv[1], sys.argv[2], float(sys.argv[3])
+done, p99, ok0, ok1, service_ticks, redis_ticks, hz = map(int, sys.argv[4:11])
 # The OK count includes the warm-up second: the measured rate is h2load's, scaled by the share
 # of answers that were OK.
 answered = ok1 - ok0 if name != "ceiling" else None
 ok_share = 1.0 if answered is None else min(1.0, answered / max(1, done + rps))
-print(json.dumps({"name": name, "method": method, "ok_per_sec": rps * ok_share,
-                  "p99_us": lat[int(len(lat) * 0.99)] if lat else 0,
+print(json.dumps({"name": name, "method": method, "ok_per_sec": rps * ok_share, "p99_us": p99,
                   "service_us_per_answer": service_ticks * 1e6 / hz / max(1, answered or done + rps),
                   "redis_us_per_answer": redis_ticks * 1e6 / hz / max(1, answered or done + rps)}))
 PY

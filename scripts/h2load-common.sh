@@ -32,10 +32,24 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 clock_ticks=$(getconf CLK_TCK)
 
 # h2load_run PORT METHOD BODY SECONDS OUT [LOG]: h2load's 10 connections x 5 streams on METHOD
-# for SECONDS after a 1 s warm-up; its summary in OUT, each request's latency in LOG.
+# for SECONDS after a 1 s warm-up; its summary in OUT, each request's latency in LOG (emptied
+# first: h2load appends to it).
 h2load_run() {
   local port=$1 method=$2 body=$3 seconds=$4 out=$5 log=${6:-}
+  [ -n "$log" ] && rm -f "$log"
   h2load -c 10 -m 5 -D "$seconds" --warm-up-time 1 -d "$body" ${log:+--log-file "$log"} \
     -H 'content-type: application/grpc' -H 'te: trailers' \
     "http://127.0.0.1:$port/task.Task/$method" > "$out" 2>&1
+}
+
+# h2load_figures OUT LOG: from one h2load_run, "REQUESTS_PER_SEC DONE P99_US" (requests done in
+# the measured period; the p99 of the latencies in LOG).
+h2load_figures() { python3 - "$@" <<'PY'
+import re, sys
+out = open(sys.argv[1]).read()
+rps = float(re.search(r"finished in [^,]+, ([\d.]+) req/s", out).group(1))
+done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", out).group(1))
+lat = sorted(int(line.split("\t")[2]) for line in open(sys.argv[2]) if line.strip())
+print(rps, done, lat[int(len(lat) * 0.99)] if lat else 0)
+PY
 }

@@ -15,10 +15,7 @@ command -v perf >/dev/null || {
 . scripts/bench-common.sh
 . scripts/h2load-common.sh
 
-processor_port=$(free_port)
-REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port "$bin/task-bench" processor --listen "127.0.0.1:$processor_port" \
-  >"$work/processor.log" 2>&1 &
-echo $! > "$work/processor.pid"
+start_processor
 port=$(free_port)
 metrics_port=$(free_port)
 env -i PATH="$PATH" RUST_LOG=warn TASK_GRPC_HOST=127.0.0.1 TASK_GRPC_PORT="$port" TASK_METRICS_PORT="$metrics_port" \

@@ -11,11 +11,8 @@ SECONDS_=${COST_SECONDS:-15}
 
 . scripts/bench-common.sh
 
-processor_port=$(free_port)
+start_processor
 service_port=$(free_port)
-REDIS_HOST=127.0.0.1 REDIS_PORT=$redis_port "$bin/task-bench" processor --listen "127.0.0.1:$processor_port" \
-  >"$work/processor.log" 2>&1 &
-echo $! > "$work/processor.pid"
 env -i PATH="$PATH" RUST_LOG=warn TASK_GRPC_HOST=127.0.0.1 TASK_GRPC_PORT="$service_port" TASK_METRICS_PORT=0 \
   REDIS_HOST=127.0.0.1 REDIS_PORT="$redis_port" PROCESSOR_GRPC_ADDR="127.0.0.1:$processor_port" \
   TASK_RATE_LIMIT_PER_CLIENT=0 LOCAL_STORAGE_PATH="$work/videos" "$bin/task-service" >"$work/service.log" 2>&1 &
