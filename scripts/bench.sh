@@ -48,6 +48,10 @@ many_watches="TASK_WATCH_MAX_PER_CLIENT=20000 TASK_WATCH_MAX_TOTAL=20000"
 watch_port=$(start_service watch $many_watches)
 # shellcheck disable=SC2086
 watch_poll_port=$(start_service watch-poll $many_watches TASK_WATCH_NOTIFICATIONS=off)
+# The same with the GetTaskStatus read cache on (RESP3 CLIENT TRACKING; off by default).
+cached_metrics=$(free_port)
+cached_port=$(start_service cached TASK_RATE_LIMIT_PER_CLIENT=100000000 TASK_READ_CACHE_ENTRIES=10000 \
+  TASK_METRICS_PORT="$cached_metrics")
 minimal_metrics=$(free_port)
 minimal_port=$(start_service minimal TASK_RATE_LIMIT_PER_CLIENT=0 TASK_MAX_IN_FLIGHT=0 TASK_REQUEST_TRACING=off \
   TASK_METRICS_PORT="$minimal_metrics")
@@ -86,6 +90,12 @@ redis-cli -p "$redis_port" HSET task:bench task_id 5bd6e4a5-8ea7-4b36-a1a0-9b6e1
   original_file_key bench/original.mp4 result_file_key ./data/videos/x/result.mp4 error_message '' \
   created_at 2025-10-30T10:00:00Z updated_at 2025-10-30T10:00:00Z >/dev/null
 
+# The polling mix: clients read 3,000 live (PROCESSING) tasks at random while a Processor writes
+# 1,000 progress updates per second to them, without and with the read cache.
+LIVE_TASKS=3000 PROGRESS_WRITES=1000
+"$bin/task-bench" seed --live --count "$LIVE_TASKS" --redis-port "$redis_port" >/dev/null
+polling() { load --scenario get --seeded "$LIVE_TASKS" --churn "$PROGRESS_WRITES" --redis-port "$redis_port" "$@"; }
+
 echo "== $ROUNDS interleaved rounds of $DURATION, $CLIENTS clients over $CONNECTIONS connections" >&2
 for round in $(seq 1 "$ROUNDS"); do
   echo "   round $round" >&2
@@ -97,7 +107,13 @@ for round in $(seq 1 "$ROUNDS"); do
   h2 h2-get-full "$full_port" GetTaskStatus "$work/get.bin" "$full_metrics"
   h2 h2-get-minimal "$minimal_port" GetTaskStatus "$work/get.bin" "$minimal_metrics"
   h2 h2-get-ceiling "$ceiling_port" GetTaskStatus "$work/get.bin"
+  h2 h2-get-cached "$cached_port" GetTaskStatus "$work/get.bin" "$cached_metrics"
+  load --addr "http://127.0.0.1:$cached_port" --scenario get --label get-cached >> "$work/results.jsonl"
+  polling --addr "http://127.0.0.1:$full_port" --label polling-full >> "$work/results.jsonl"
+  polling --addr "http://127.0.0.1:$cached_port" --label polling-cached >> "$work/results.jsonl"
 done
+read -r cache_hits cache_reads < <(cache_reads "$cached_metrics")
+echo "{\"label\":\"cache-reads\",\"hits\":$cache_hits,\"reads\":$cache_reads}" >> "$work/results.jsonl"
 
 # Latency at half the peak and memory with 1000 clients, while the service has no other work
 # (the runs below leave hundreds of thousands of tasks for the dispatcher and the reaper).
@@ -106,6 +122,10 @@ peak=$(python3 -c 'import json,statistics,sys; print(int(statistics.median(json.
 load --addr "http://127.0.0.1:$full_port" --scenario get --rate $((peak / 2)) --label get-half-peak >> "$work/results.jsonl"
 # The bare tonic server at the same rate: what gRPC alone gives p99 there.
 load --addr "http://127.0.0.1:$ceiling_port" --scenario get --rate $((peak / 2)) --label get-ceiling-half-peak >> "$work/results.jsonl"
+# The read cache's own half peak.
+cached_peak=$(python3 -c 'import json,statistics,sys; print(int(statistics.median(json.loads(l)["requests_per_sec"] for l in open(sys.argv[1]) if json.loads(l)["label"]=="get-cached")))' "$work/results.jsonl")
+load --addr "http://127.0.0.1:$cached_port" --scenario get --rate $((cached_peak / 2)) --label get-half-peak-cached >> "$work/results.jsonl"
+load --addr "http://127.0.0.1:$ceiling_port" --scenario get --rate $((cached_peak / 2)) --label get-ceiling-half-peak-cached >> "$work/results.jsonl"
 "$bin/task-bench" run --json --addr "http://127.0.0.1:$full_port" --scenario get --clients 1000 --connections 100 \
   --duration "$DURATION" --pid "$(cat "$work/full.pid")" --label get-1000-clients >> "$work/results.jsonl"
 

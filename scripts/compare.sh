@@ -9,7 +9,8 @@
 #   COMPARE_A_ENV="TASK_REDIS_CONNECTIONS=1" scripts/compare.sh target/release/task-service target/release/task-service
 #
 # Settings: COMPARE_ROUNDS (5), COMPARE_SECONDS (5), COMPARE_METHODS ("GetTaskStatus CreateTask"),
-# COMPARE_A_ENV / COMPARE_B_ENV (extra environment for either, space-separated VAR=value).
+# COMPARE_A_ENV / COMPARE_B_ENV (extra environment for either, space-separated VAR=value),
+# COMPARE_PACED=RATE (task-bench paced latency), COMPARE_POLLING=TASKS:WRITES (the polling mix).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
@@ -108,6 +109,46 @@ if [ -n "${COMPARE_PACED:-}" ]; then
   done
 fi
 
+# With COMPARE_POLLING=TASKS:WRITES (say 3000:1000): the polling mix — task-bench's 50 clients read
+# TASKS live (PROCESSING) tasks at random as fast as they can while a Processor writes WRITES
+# progress updates per second to them; A, B and the ceiling in each round, with the read cache's
+# hit share where the service has one.
+if [ -n "${COMPARE_POLLING:-}" ]; then
+  live=${COMPARE_POLLING%%:*}; writes=${COMPARE_POLLING##*:}
+  "$bin/task-bench" seed --live --count "$live" --redis-port "$redis_port" >/dev/null
+  echo "== polling mix: $live live tasks, $writes Processor writes/s" >&2
+  for round in $(seq 1 "$ROUNDS"); do
+    order="A B ceiling"; [ $((round % 2)) -eq 0 ] && order="B A ceiling"
+    for name in $order; do
+      hits0=0; hits1=0; reads0=0; reads1=0
+      if [ "$name" != ceiling ]; then
+        read -r hits0 reads0 < <(cache_reads "${metrics[$name]}")
+      fi
+      s0=$(ticks "${pid[$name]}"); r0=$(ticks "$redis_pid")
+      "$bin/task-bench" run --json --clients 50 --connections 10 --duration "${SECONDS_PER_RUN}s" \
+        --addr "http://127.0.0.1:${port[$name]}" --scenario get --seeded "$live" --churn "$writes" \
+        --redis-port "$redis_port" --label "$name" > "$work/polling.json"
+      s1=$(ticks "${pid[$name]}"); r1=$(ticks "$redis_pid")
+      if [ "$name" != ceiling ]; then
+        read -r hits1 reads1 < <(cache_reads "${metrics[$name]}")
+      fi
+      python3 - "$work/polling.json" "$((s1 - s0))" "$((r1 - r0))" "$clock_ticks" \
+        "$((hits1 - hits0))" "$((reads1 - reads0))" <<'PY' >> "$work/results.jsonl"
+import json, sys
+r = json.load(open(sys.argv[1]))
+service_ticks, redis_ticks, hz, hits, reads = map(int, sys.argv[2:7])
+ok = r["codes"].get("OK", 0)
+answers = max(1, sum(r["codes"].values()))
+print(json.dumps({"name": r["label"], "method": "polling", "ok_per_sec": r["requests_per_sec"] * ok / answers,
+                  "p99_us": r["latency"]["p99_us"],
+                  "service_us_per_answer": service_ticks * 1e6 / hz / answers,
+                  "redis_us_per_answer": redis_ticks * 1e6 / hz / answers,
+                  "hit_share": hits / reads if reads else None}))
+PY
+    done
+  done
+fi
+
 python3 - "$work/results.jsonl" "$1 ${COMPARE_A_ENV:-}" "$2 ${COMPARE_B_ENV:-}" <<'PY'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
@@ -120,12 +161,25 @@ print(f"ceiling (bare tonic, GetTaskStatus from memory): {ceiling:,.0f}/s, "
       f"{median('ceiling', 'GetTaskStatus', 'service_us_per_answer'):.1f} µs of its CPU per answer\n")
 print("| method | A OK/s | B OK/s | B/A | A, B x ceiling | p99 ms A, B | service µs/answer A, B | Redis µs/answer A, B |")
 print("| --- | ---: | ---: | ---: | --- | --- | --- | --- |")
-for method in dict.fromkeys(r["method"] for r in runs if r["name"] != "ceiling" and r["method"] != "paced"):
+for method in dict.fromkeys(r["method"] for r in runs if r["name"] != "ceiling" and r["method"] not in ("paced", "polling")):
     a, b = (median(n, method, "ok_per_sec") for n in "AB")
     pa, pb = (median(n, method, "p99_us") / 1000 for n in "AB")
     sa, sb = (median(n, method, "service_us_per_answer") for n in "AB")
     ra, rb = (median(n, method, "redis_us_per_answer") for n in "AB")
     print(f"| {method} | {a:,.0f} | {b:,.0f} | {b / a:.2f} | {a / ceiling:.2f}, {b / ceiling:.2f} | {pa:.2f}, {pb:.2f} | {sa:.1f}, {sb:.1f} | {ra:.1f}, {rb:.1f} |")
+polling = [r for r in runs if r["method"] == "polling"]
+if polling:
+    c = median("ceiling", "polling", "ok_per_sec")
+    a, b = (median(n, "polling", "ok_per_sec") for n in "AB")
+    pa, pb, pc = (median(n, "polling", "p99_us") / 1000 for n in ("A", "B", "ceiling"))
+    sa, sb = (median(n, "polling", "service_us_per_answer") for n in "AB")
+    ra, rb = (median(n, "polling", "redis_us_per_answer") for n in "AB")
+    shares = {n: [r["hit_share"] for r in polling if r["name"] == n and r["hit_share"] is not None] for n in "AB"}
+    hit = {n: f"{statistics.median(v):.1%}" if v else "-" for n, v in shares.items()}
+    print(f"\npolling mix (task-bench, 50 clients; ceiling {c:,.0f}/s, p99 {pc:.2f} ms):")
+    print("| A OK/s | B OK/s | B/A | A, B x ceiling | p99 ms A, B | service µs/answer A, B | Redis µs/answer A, B | cache hits A, B |")
+    print("| ---: | ---: | ---: | --- | --- | --- | --- | --- |")
+    print(f"| {a:,.0f} | {b:,.0f} | {b / a:.2f} | {a / c:.2f}, {b / c:.2f} | {pa:.2f}, {pb:.2f} | {sa:.1f}, {sb:.1f} | {ra:.1f}, {rb:.1f} | {hit['A']}, {hit['B']} |")
 paced = [r for r in runs if r["method"] == "paced"]
 if paced:
     p99 = {n: median(n, "paced", "p99_us") / 1000 for n in ("A", "B", "ceiling")}

@@ -27,6 +27,13 @@ print(int(sum(float(v) for labels, v in re.findall(r"^task_rpc_requests_total\{(
               if f"method=\"/task.Task/{method}\"" in labels and "code=\"OK\"" in labels)))' "$2"
 }
 
+# cache_reads METRICS_PORT: the read cache's hits and all its reads so far ("0 0" without one).
+cache_reads() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '
+    /^task_read_cache_reads_total\{result="hit"\}/ { hits = $2 }
+    /^task_read_cache_reads_total\{/ { reads += $2 }
+    END { printf "%d %d\n", hits, reads }'
+}
 # ticks PID: the CPU time PID has used so far, in clock ticks (user + system).
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 clock_ticks=$(getconf CLK_TCK)

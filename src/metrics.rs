@@ -375,6 +375,37 @@ impl Collector for Live {
                 "Times the service moved to another Redis primary (the first one found included)",
                 redis.primary_changes(),
             )?;
+            if let Some(cache) = redis.read_cache_stats() {
+                let family = encoder.encode_descriptor(
+                    "read_cache_reads",
+                    "GetTaskStatus reads through the read cache, by whether memory answered",
+                    None,
+                    MetricType::Counter,
+                )?;
+                let mut family = family;
+                for (result, value) in [("hit", cache.hits), ("miss", cache.misses)] {
+                    ConstCounter::new(value)
+                        .encode(family.encode_family(&[("result", result)])?)?;
+                }
+                counter(
+                    &mut encoder,
+                    "read_cache_invalidations",
+                    "Keys Redis said were written, expired or deleted (RESP3 invalidations)",
+                    cache.invalidations,
+                )?;
+                counter(
+                    &mut encoder,
+                    "read_cache_resets",
+                    "Times the read cache was emptied: its tracked connection lost or replaced, a FLUSHALL",
+                    cache.resets,
+                )?;
+                gauge(
+                    &mut encoder,
+                    "read_cache_entries",
+                    "Tasks the read cache holds (reads in flight included)",
+                    i64::try_from(cache.entries).unwrap_or(i64::MAX),
+                )?;
+            }
         }
         if let Some(shed) = &self.load_shed {
             gauge(

@@ -509,6 +509,8 @@ async fn redis_through_the_documented_acl_user_over_tls() {
     let processor = FakeProcessor::start(Reply::Complete, Some(processor_store)).await;
     let mut service_vars = acl_tls_vars(&redis, &pki, &password);
     service_vars.push(processor.addr_var());
+    // The read cache too: its RESP3 HELLO and CLIENT TRACKING, through the user.
+    service_vars.push(("TASK_READ_CACHE_ENTRIES".into(), "1000".into()));
     let service = ServiceProcess::start(&service_vars).await;
     let mut client = common::service::client(service.addr).await;
     let mut tasks = Vec::new();
@@ -519,6 +521,24 @@ async fn redis_through_the_documented_acl_user_over_tls() {
         let done = common::calls::final_status(&client, task, Duration::from_secs(20)).await;
         assert_eq!(done.status, "COMPLETED", "{}", done.error_message);
     }
+    eventually(
+        Duration::from_secs(10),
+        "a read answered from memory",
+        || {
+            let mut client = client.clone();
+            let (task, metrics) = (tasks[0].clone(), service.metrics_addr);
+            async move {
+                common::calls::status(&mut client, &task).await;
+                let hits = common::metrics::scrape(metrics)
+                    .await
+                    .get("task_read_cache_reads_total{result=\"hit\"}")
+                    .copied()
+                    .unwrap_or(0.0);
+                (hits > 0.0).then_some(())
+            }
+        },
+    )
+    .await;
     // A watch (its keyspace subscription, the cancellations channel) and a list, through the user.
     processor.set_default(Reply::Accept);
     let watched = common::calls::create(&mut client, "a.mp4").await;

@@ -82,7 +82,7 @@ impl TaskApi {
         let record = self
             .parts
             .store
-            .read(id)
+            .read_status(id)
             .await?
             .ok_or_else(|| Error::NotFound(id.to_text()))?;
         Ok(response::of(id, record))

@@ -32,7 +32,7 @@ pub use dispatch::DispatchConfig;
 pub use env::load_dotenv;
 pub use processor::{ProcessorConfig, ProcessorTls, RetryBudget};
 pub use reader::ConfigError;
-pub use redis::{RedisConfig, RedisTls, SentinelConfig};
+pub use redis::{ReadCacheConfig, RedisConfig, RedisTls, SentinelConfig};
 pub use secret::Secret;
 pub use server::{Reflection, ServerConfig};
 pub use transport::TransportConfig;

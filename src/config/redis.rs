@@ -51,7 +51,22 @@ pub struct RedisConfig {
     pub db: i64,
     /// TLS, if on.
     pub tls: Option<RedisTls>,
+    /// The cache of `GetTaskStatus` reads.
+    pub read_cache: ReadCacheConfig,
 }
+
+/// The cache of `GetTaskStatus` reads, kept by Redis's invalidations (RESP3 `CLIENT TRACKING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadCacheConfig {
+    /// Tasks kept at most; 0: no cache, every read goes to Redis.
+    pub entries: usize,
+    /// How old the proof that invalidations arrive may be for a read to be answered from memory:
+    /// the most a cached answer can miss of a write.
+    pub lease: Duration,
+}
+
+/// The most tasks the read cache may be asked to keep.
+const MAX_READ_CACHE_ENTRIES: usize = 1_000_000;
 
 impl RedisConfig {
     pub(super) fn parse(v: Vars<'_>) -> Result<Self, ConfigError> {
@@ -75,8 +90,28 @@ impl RedisConfig {
             password: password(v)?,
             db: v.parse(vars::REDIS_DB, 0, "a database number from 0")?,
             tls: tls(v)?,
+            read_cache: read_cache(v)?,
         })
     }
+}
+
+fn read_cache(v: Vars<'_>) -> Result<ReadCacheConfig, ConfigError> {
+    let entries: usize = v.parse(
+        vars::READ_CACHE_ENTRIES,
+        0,
+        "a number of tasks from 0 (off) to 1000000",
+    )?;
+    if entries > MAX_READ_CACHE_ENTRIES {
+        return Err(v.error(
+            vars::READ_CACHE_ENTRIES,
+            "a number of tasks from 0 (off) to 1000000",
+        ));
+    }
+    let lease = v.duration(vars::READ_CACHE_LEASE, Duration::from_millis(200))?;
+    if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&lease) {
+        return Err(v.error(vars::READ_CACHE_LEASE, "a duration from 10ms to 10s"));
+    }
+    Ok(ReadCacheConfig { entries, lease })
 }
 
 fn password(v: Vars<'_>) -> Result<Option<Secret>, ConfigError> {

@@ -22,6 +22,10 @@ pub const REDIS_TIMEOUT: &str = "TASK_REDIS_TIMEOUT";
 pub const REDIS_POOL_SIZE: &str = "TASK_REDIS_POOL_SIZE";
 /// Multiplexed connections serving requests.
 pub const REDIS_CONNECTIONS: &str = "TASK_REDIS_CONNECTIONS";
+/// Tasks the GetTaskStatus read cache keeps (0: off).
+pub const READ_CACHE_ENTRIES: &str = "TASK_READ_CACHE_ENTRIES";
+/// Oldest proof that invalidations arrive for the read cache to answer.
+pub const READ_CACHE_LEASE: &str = "TASK_READ_CACHE_LEASE";
 /// Prefix of the service's own keys (queue, watch list).
 pub const REDIS_KEY_PREFIX: &str = "TASK_REDIS_KEY_PREFIX";
 /// Cap on ProcessVideo calls in flight.

@@ -406,6 +406,17 @@ impl Store {
         each!(self, s => s.read(task_id).await)
     }
 
+    /// Reads a task for `GetTaskStatus`: like [`Store::read`], but on Redis with
+    /// `TASK_READ_CACHE_ENTRIES` it may be answered from memory, at most one invalidation (and
+    /// never more than `TASK_READ_CACHE_LEASE`) behind Redis, never older than an answer given
+    /// before it. Whatever acts on a state (watches, the dispatcher) reads with [`Store::read`].
+    pub async fn read_status(&self, task_id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        match self {
+            Store::Redis(s) => s.read_status(task_id).await,
+            Store::Memory(s) => s.read(task_id).await,
+        }
+    }
+
     /// Ends a task FAILED, fenced (see [`FailOutcome`]).
     pub async fn fail(&self, request: FailRequest<'_>) -> Result<FailOutcome, StoreError> {
         each!(self, s => s.fail(request).await)

@@ -6,6 +6,7 @@
 //! [`queue`] the dispatch queue's and the watch list's operations, [`index`] the task index's
 //! (ListTasks), [`notify`] the change notifications.
 
+mod cache;
 mod index;
 mod notify;
 mod primary;
@@ -29,6 +30,7 @@ use bb8_redis::{
         aio::ConnectionManager,
     },
 };
+pub use cache::ReadCacheStats;
 use primary::{Node, Nodes};
 use tracing::Instrument;
 
@@ -404,9 +406,11 @@ impl RedisStore {
                 CancelAs::Unaccepted => "unaccepted",
                 CancelAs::ProcessorAgreed => "agreed",
             });
-        let (outcome, status): (String, String) = self
+        let answer = self
             .run_durable(("EVALSHA cancel", &key), &invocation)
-            .await?;
+            .await;
+        self.forget(task_id);
+        let (outcome, status): (String, String) = answer?;
         match outcome.as_str() {
             "cancelled" => Ok(CancelOutcome::Cancelled),
             "accepted" => Ok(CancelOutcome::Accepted(RawStatus::parse(&status))),
@@ -424,35 +428,75 @@ impl RedisStore {
     }
 
     /// See [`super::Store::read`].
+    pub async fn read(&self, task_id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let mut conn = self.connection()?;
+        Ok(self.read_on(&mut conn, task_id).await?.0)
+    }
+
+    /// See [`super::Store::read_status`]: through the read cache, with `TASK_READ_CACHE_ENTRIES`.
+    pub async fn read_status(&self, task_id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let node = self.node()?;
+        let Some(cache) = &node.cache else {
+            return self.read(task_id).await;
+        };
+        if let Some(record) = cache.hit(task_id) {
+            return Ok(Some(record));
+        }
+        let mut miss = cache.miss(task_id);
+        let read = match miss.connection.as_mut() {
+            Some(tracked) => self.read_on(tracked, task_id).await,
+            None => self.read_on(&mut node.connection(), task_id).await,
+        };
+        cache.finish(
+            task_id,
+            miss,
+            read.as_ref().ok().map(|(record, ttl)| (record, *ttl)),
+        );
+        Ok(read?.0)
+    }
+
+    /// The read itself, on `conn`: the task and its TTL in seconds (`TTL`'s answer).
     ///
     /// HGETALL and TTL go in one pipeline, one round trip: a script doing the same costs Redis
     /// several times as much (4.5 µs against 0.9 µs per read, `INFO commandstats`). A final
     /// task without a TTL (the Processor wrote its final state with a plain HSET) then gets it
     /// with `EXPIRE … NX`, which leaves a TTL set in between alone and creates no key.
-    pub async fn read(&self, task_id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+    async fn read_on<C: redis::aio::ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        task_id: TaskId,
+    ) -> Result<(Option<TaskRecord>, i64), StoreError> {
         let key = task_key(task_id);
-        let mut conn = self.connection()?;
         let mut pipe = redis::pipe();
         pipe.cmd("HGETALL").arg(&key).cmd("TTL").arg(&key);
-        let (flat, ttl): (Vec<String>, i64) = self
-            .run(("HGETALL", &key), pipe.query_async(&mut conn))
-            .await?;
-        let mut items = flat.into_iter();
-        let pairs = std::iter::from_fn(|| Some((items.next()?, items.next()?)));
-        let record = TaskRecord::from_pairs(pairs);
+        let (fields, ttl): (redis::Value, i64) =
+            self.run(("HGETALL", &key), pipe.query_async(conn)).await?;
+        let record = TaskRecord::from_pairs(hash_pairs(fields).map_err(StoreError::Corrupt)?);
         if ttl == NO_TTL && record.as_ref().is_some_and(|r| r.status.is_final()) {
             let mut expire = redis::cmd("EXPIRE");
             expire.arg(&key).arg(self.inner.ttl_secs).arg("NX");
             // The read stands either way: without the TTL now, the next read or the reaper
             // gives it.
             if let Err(e) = self
-                .run(("EXPIRE", &key), expire.query_async::<i64>(&mut conn))
+                .run(("EXPIRE", &key), expire.query_async::<i64>(conn))
                 .await
             {
                 tracing::warn!(task.id = %task_id, error = %e, "could not give a final task its TTL");
             }
         }
-        Ok(record)
+        Ok((record, ttl))
+    }
+
+    /// The service wrote `task_id` itself: its next read through this instance goes to Redis.
+    fn forget(&self, task_id: TaskId) {
+        if let Some(cache) = self.inner.nodes.current().and_then(|n| n.cache.clone()) {
+            cache.forget(task_id);
+        }
+    }
+
+    /// Figures about the read cache of the node in use; `None` without one.
+    pub fn read_cache_stats(&self) -> Option<ReadCacheStats> {
+        Some(self.inner.nodes.current()?.cache.as_ref()?.stats())
     }
 
     /// See [`super::Store::fail`].
@@ -471,9 +515,9 @@ impl RedisStore {
             .arg(GROUP)
             .arg(request.entry_id.unwrap_or_default())
             .arg(request.expect_updated_at.unwrap_or_default());
-        let outcome: String = self
-            .run_durable(("EVALSHA fail", &key), &invocation)
-            .await?;
+        let answer = self.run_durable(("EVALSHA fail", &key), &invocation).await;
+        self.forget(request.task_id);
+        let outcome: String = answer?;
         match outcome.as_str() {
             "failed" => Ok(FailOutcome::Failed),
             "final" => Ok(FailOutcome::AlreadyFinal),
@@ -659,6 +703,33 @@ const NO_PRIMARY_YET: &str = "the Redis primary (not found yet)";
 
 /// TTL's answer for a key that exists and has no expiry.
 const NO_TTL: i64 = -1;
+
+/// A hash's fields and values as HGETALL answers them: a flat array in RESP2, a map in RESP3.
+fn hash_pairs(value: redis::Value) -> Result<Vec<(String, String)>, String> {
+    use redis::Value;
+    let text = |value: Value| match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes)
+            .map_err(|_| "HGETALL answered a field that is not UTF-8".to_owned()),
+        Value::SimpleString(text) => Ok(text),
+        other => Err(format!("HGETALL answered {other:?} for a field")),
+    };
+    match value {
+        Value::Array(items) => {
+            let mut items = items.into_iter();
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            while let (Some(field), Some(value)) = (items.next(), items.next()) {
+                pairs.push((text(field)?, text(value)?));
+            }
+            Ok(pairs)
+        }
+        Value::Map(items) => items
+            .into_iter()
+            .map(|(field, value)| Ok((text(field)?, text(value)?)))
+            .collect(),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(format!("HGETALL answered {other:?}")),
+    }
+}
 
 /// No connection could be made, or it broke.
 fn is_connection_lost(e: &RedisError) -> bool {

@@ -22,6 +22,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::cache::ReadCache;
 use crate::config::{RedisConfig, SentinelConfig};
 
 /// How often the sentinels are asked even when nothing seems wrong.
@@ -42,6 +43,9 @@ pub(super) struct Node {
     /// `WAIT`, which holds its connection until the replicas answer — on the shared multiplexed
     /// connections it would hold up every other request.
     pub durable: Option<bb8::Pool<RedisConnectionManager>>,
+    /// With `TASK_READ_CACHE_ENTRIES`: `GetTaskStatus` answers kept by this node's
+    /// invalidations; a node of its own (after a failover) starts empty.
+    pub cache: Option<ReadCache>,
 }
 
 /// Connections for writes that wait for replicas, at most.
@@ -80,6 +84,15 @@ impl Node {
             0 => None,
             _ => Some(pool_of(DURABLE_CONNECTIONS)?),
         };
+        let cache = match config.read_cache.entries {
+            0 => None,
+            entries => Some(ReadCache::new(
+                &client,
+                entries,
+                config.read_cache.lease,
+                config.timeout,
+            )?),
+        };
         Ok(Self {
             addr,
             client,
@@ -87,6 +100,7 @@ impl Node {
             next: AtomicUsize::new(0),
             pool,
             durable,
+            cache,
         })
     }
 

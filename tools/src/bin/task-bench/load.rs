@@ -70,6 +70,13 @@ pub(crate) struct Args {
     /// For get and mixed: read ids 0..N of the deterministic space (`task-bench seed`) instead.
     #[arg(long)]
     seeded: Option<u64>,
+    /// With --seeded: a Processor's progress writes meanwhile (HSET status PROCESSING and
+    /// updated_at, straight to Redis), this many per second over the seeded tasks at random —
+    /// the polling mix: clients read live tasks that keep changing.
+    #[arg(long)]
+    churn: Option<f64>,
+    #[command(flatten)]
+    redis: crate::RedisAddr,
     /// For list: tasks per page.
     #[arg(long, default_value_t = 50)]
     page_size: i32,
@@ -180,6 +187,11 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
             .rate
             .map(|r| Duration::from_secs_f64(args.clients as f64 / r)),
     });
+    let churn = match (args.churn, args.seeded) {
+        (Some(rate), Some(tasks)) => Some(tokio::spawn(churn(args.redis.client()?, rate, tasks))),
+        (Some(_), None) => return Err("--churn writes to the --seeded tasks: give both".into()),
+        _ => None,
+    };
     if !args.warmup.is_zero() && args.scenario != Scenario::E2e {
         load(&clients, plan.clone(), args.warmup, None).await;
     }
@@ -187,6 +199,9 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     let started = Instant::now();
     let tallies = load(&clients, plan, args.duration, args.requests).await;
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(churn) = churn {
+        churn.abort();
+    }
     let mut latency = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
     let mut codes = BTreeMap::new();
     let mut created = Vec::new();
@@ -224,6 +239,39 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
     }
     .print(args.json);
     Ok(())
+}
+
+/// Writes `rate` progress updates per second to random tasks of ids 0..`tasks`, in a pipeline
+/// every 10 ms, until aborted.
+async fn churn(client: bb8_redis::redis::Client, rate: f64, tasks: u64) -> Result<(), BoxError> {
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let (mut owed, mut state) = (0.0, 0x2545_F491_4F6C_DD1D_u64);
+    loop {
+        tick.tick().await;
+        owed += rate / 100.0;
+        let now = task_service::task::now_timestamp();
+        let mut pipe = bb8_redis::redis::pipe();
+        if owed < 1.0 {
+            continue;
+        }
+        while owed >= 1.0 {
+            owed -= 1.0;
+            // xorshift: a cheap spread over the tasks.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let id = crate::seeded_id(state % tasks.max(1));
+            pipe.cmd("HSET")
+                .arg(format!("task:{id}"))
+                .arg("status")
+                .arg("PROCESSING")
+                .arg("updated_at")
+                .arg(&now)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
 }
 
 /// `count` HTTP/2 connections.

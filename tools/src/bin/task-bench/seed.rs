@@ -28,6 +28,10 @@ pub(crate) struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Write them PROCESSING, without a TTL (live tasks a Processor is working on, for
+    /// `run --churn`), instead of COMPLETED.
+    #[arg(long)]
+    live: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,23 +67,26 @@ pub(crate) async fn run(args: Args) -> Result<(), BoxError> {
                     .arg(index_member(first_ms + i, task_id))
                     .ignore();
             }
+            let (status, result_file_key) = match args.live {
+                true => (TaskStatus::Processing, String::new()),
+                false => (
+                    TaskStatus::Completed,
+                    format!("./data/videos/{id}/result.mp4"),
+                ),
+            };
             let record = TaskRecord {
-                status: TaskStatus::Completed.into(),
+                status: status.into(),
                 original_file_key: "bench/original.mp4".to_owned(),
-                result_file_key: format!("./data/videos/{id}/result.mp4"),
+                result_file_key,
                 error_message: String::new(),
                 created_at: now.clone(),
                 updated_at: now.clone(),
                 task_id: id,
             };
-            pipe.cmd("HSET")
-                .arg(&key)
-                .arg(&record.to_pairs())
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(7 * 86_400)
-                .ignore();
+            pipe.cmd("HSET").arg(&key).arg(&record.to_pairs()).ignore();
+            if !args.live {
+                pipe.cmd("EXPIRE").arg(&key).arg(7 * 86_400).ignore();
+            }
         }
         pipe.query_async::<()>(&mut conn).await?;
         start = end;
