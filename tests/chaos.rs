@@ -2,13 +2,14 @@
 //! cut off the network; the Processor killed, slow and failing; service instances SIGKILLed —
 //! then the invariants: every accepted task ends COMPLETED, or FAILED with a reason, within the
 //! bound; none moved backwards; duplicates counted; Redis memory back to its baseline after the
-//! TTLs; and what a Redis that lost its data leaves. `TASK_CHAOS=full` runs each scenario four
-//! times longer.
+//! TTLs; what a Redis that lost its data leaves; and GetTaskStatus through the read cache.
+//! `TASK_CHAOS=full` runs each scenario four times longer.
 
 mod common;
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
+use bb8_redis::redis;
 use common::{
     Reply,
     chaos::{Cast, secs},
@@ -205,4 +206,150 @@ async fn one_of_two_replicas_killed() {
         created.refused
     );
     cast.verify(created, BOUND).await;
+}
+
+/// The read cache under faults: clients poll every task through an instance with
+/// `TASK_READ_CACHE_ENTRIES` on while Redis is paused, then stopped and started again. No task is
+/// seen going backwards through GetTaskStatus, and once the faults are over every answer comes
+/// to what Redis holds: no entry outlives a connection that lost its invalidations.
+#[tokio::test]
+async fn polled_through_the_read_cache_across_redis_faults() {
+    let cast = Cast::start(
+        "read cache under faults",
+        1,
+        &[
+            ("TASK_READ_CACHE_ENTRIES", "10000"),
+            ("TASK_READ_CACHE_LEASE", "100ms"),
+        ],
+    )
+    .await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], cast.ports[0]));
+    let load = cast.load(RATE);
+    let poller = Poller::start(addr, cast.tracker());
+    sleep(secs(3)).await;
+    cast.redis.pause().await;
+    sleep(secs(2)).await;
+    cast.redis.unpause().await;
+    sleep(secs(2)).await;
+    cast.redis.stop().await;
+    sleep(secs(2)).await;
+    cast.redis.restart().await;
+    sleep(secs(3)).await;
+    let created = load.stop().await;
+
+    // Every answer comes to Redis's own, final, state.
+    let mut redis = cast.redis.connection().await;
+    let mut client = common::service::client(addr).await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    for id in &created.accepted {
+        loop {
+            let held: Option<String> =
+                redis::AsyncCommands::hget(&mut redis, format!("task:{id}"), "status")
+                    .await
+                    .unwrap();
+            let answered = client
+                .get_task_status(GetTaskStatusRequest {
+                    task_id: id.clone(),
+                })
+                .await
+                .map(|r| r.into_inner().status)
+                .map_err(|s| s.code());
+            let agree = match (&held, &answered) {
+                (Some(held), Ok(answered)) => {
+                    held == answered && matches!(held.as_str(), "COMPLETED" | "FAILED")
+                }
+                (None, Err(tonic::Code::NotFound)) => true,
+                _ => false,
+            };
+            if agree {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id}: Redis holds {held:?}, GetTaskStatus answers {answered:?}"
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let backwards = poller.stop().await;
+    // The cache was in the way: it answered, and the restart emptied it.
+    let metrics = common::metrics::scrape(cast.services[0].as_ref().unwrap().metrics_addr).await;
+    let hits = metrics
+        .get("task_read_cache_reads_total{result=\"hit\"}")
+        .copied();
+    let resets = metrics.get("task_read_cache_resets_total").copied();
+    println!(
+        "chaos {}: read cache hits {hits:?}, resets {resets:?}",
+        cast.name
+    );
+    assert!(hits.is_some_and(|n| n > 0.0) && resets.is_some_and(|n| n >= 1.0));
+    assert!(
+        backwards.is_empty(),
+        "seen going backwards through GetTaskStatus: {backwards:?}"
+    );
+    cast.verify(created, BOUND).await;
+}
+
+/// Polls every unfinished tracked task (and the newest hundred, finished or not) through
+/// GetTaskStatus, 20 times a second, and keeps what each showed.
+struct Poller {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Vec<(String, Vec<String>)>>,
+}
+
+impl Poller {
+    fn start(addr: SocketAddr, ids: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let done = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut client = common::service::client(addr).await;
+            let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            while !done.is_cancelled() {
+                let ids = ids.lock().unwrap().clone();
+                // The newest tasks are read again once final too: reads the cache can answer.
+                let recent = ids.len().saturating_sub(100);
+                for (i, id) in ids.into_iter().enumerate() {
+                    let history = seen.entry(id.clone()).or_default();
+                    let finished = history
+                        .last()
+                        .is_some_and(|s| s == "COMPLETED" || s == "FAILED");
+                    if finished && i < recent {
+                        continue;
+                    }
+                    let request = GetTaskStatusRequest { task_id: id };
+                    // Errors (Redis away) and NOT_FOUND (not yet written) say nothing of order.
+                    if let Ok(Ok(answer)) = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        client.get_task_status(request),
+                    )
+                    .await
+                    {
+                        let status = answer.into_inner().status;
+                        if history.last() != Some(&status) {
+                            history.push(status);
+                        }
+                    }
+                }
+                sleep(Duration::from_millis(50)).await;
+            }
+            let rank = |s: &str| match s {
+                "PENDING" => 0,
+                "PROCESSING" => 1,
+                _ => 2,
+            };
+            seen.into_iter()
+                .filter(|(_, h)| {
+                    h.windows(2).any(|w| rank(&w[1]) < rank(&w[0]))
+                        || h.iter().filter(|s| rank(s) == 2).count() > 1
+                })
+                .collect()
+        });
+        Self { stop, task }
+    }
+
+    /// Stops, and returns the tasks seen going backwards, with what they showed.
+    async fn stop(self) -> Vec<(String, Vec<String>)> {
+        self.stop.cancel();
+        self.task.await.unwrap()
+    }
 }

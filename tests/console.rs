@@ -249,7 +249,8 @@ async fn cancel_from_the_page_is_seen_by_get_task_status_and_create_again_makes_
         .await
         .unwrap();
     let new_task = eventually(LONG, "the new task's page", || async {
-        let shown = browser.text("#task-id").await;
+        // Until the new page is there, the old one (or none, while it loads) is.
+        let shown = browser.text_now("#task-id").await?;
         (shown != task).then_some(shown)
     })
     .await;

@@ -154,6 +154,9 @@ mod tests {
         assert_eq!(config.redis.host, "redis");
         assert_eq!(config.redis.port, 6379);
         assert_eq!(config.task_ttl, Duration::from_secs(7 * 86_400));
+        // The read cache is opt-in: every GetTaskStatus reads Redis unless asked otherwise.
+        assert_eq!(config.redis.read_cache.entries, 0);
+        assert_eq!(config.redis.read_cache.lease, Duration::from_millis(200));
     }
 
     #[test]
@@ -228,6 +231,10 @@ mod tests {
             ("REDIS_SENTINELS", " , "),
             ("TASK_REDIS_MIN_REPLICAS_ACKED", "-1"),
             ("TASK_REDIS_MIN_REPLICAS_ACKED", "one"),
+            ("TASK_READ_CACHE_ENTRIES", "-1"),
+            ("TASK_READ_CACHE_ENTRIES", "1000001"),
+            ("TASK_READ_CACHE_LEASE", "1ms"),
+            ("TASK_READ_CACHE_LEASE", "1m"),
             ("TASK_IDEMPOTENCY_WINDOW", "0s"),
             ("TASK_WATCH_MAX", "forever"),
             ("TASK_WATCH_MAX_PER_CLIENT", "0"),

@@ -80,6 +80,18 @@ impl Browser {
             .unwrap()
     }
 
+    /// The text of the element `css`, if the page has one now (a page being replaced has none
+    /// for a moment).
+    pub async fn text_now(&self, css: &str) -> Option<String> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    }
+
     /// Whether an element `css` is on the page.
     pub async fn has(&self, css: &str) -> bool {
         !self
