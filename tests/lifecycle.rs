@@ -113,6 +113,13 @@ async fn a_dead_background_task_turns_health_not_serving_and_fails_the_run() {
     tokio::time::timeout(Duration::from_secs(10), serving)
         .await
         .expect("SERVING while Redis answers");
+    // A watch hears of changes only: three more health checks pass without a message.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(350), health.message())
+            .await
+            .is_err(),
+        "health sent a status that did not change"
+    );
 
     assert!(
         service.supervisor.kill("dispatcher"),

@@ -1,5 +1,6 @@
 //! Health (grpc.health.v1) that follows Redis: SERVING while it answers, NOT_SERVING while it
-//! doesn't, for `""` and `task.Task`; NOT_SERVING for good once shutdown begins.
+//! doesn't (and until it first did), for `""` and `task.Task`; a watch hears each change once;
+//! NOT_SERVING for good once shutdown begins.
 
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub async fn follow_store(
 ) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Not serving until the store first answers (the reporter starts with SERVING for "").
+    set(&reporter, ServingStatus::NotServing).await;
+    let mut sent = ServingStatus::NotServing;
     let mut last = None;
     loop {
         tokio::select! {
@@ -56,8 +60,10 @@ pub async fn follow_store(
         if last == Some(ServingStatus::NotServing) && status == ServingStatus::Serving {
             tracing::info!("health: SERVING again, the store answers");
         }
-        if !stop.is_cancelled() {
+        // Only changes are sent: every `set` wakes each Watch caller, even with the same status.
+        if !stop.is_cancelled() && status != sent {
             set(&reporter, status).await;
+            sent = status;
         }
         last = Some(status);
     }
