@@ -4,7 +4,7 @@
 # from memory, all on this machine in the same run, then a table of medians and ratios.
 # Machines are shared and noisy: only the ratios and medians of interleaved rounds mean much.
 #
-#   scripts/bench.sh                 # about 5 minutes
+#   scripts/bench.sh                 # about 12 minutes
 #   BENCH_ROUNDS=5 BENCH_DURATION=10s BENCH_BIG=0 scripts/bench.sh
 #
 # Settings: BENCH_ROUNDS (3), BENCH_DURATION (5s per run), BENCH_CLIENTS (50),
