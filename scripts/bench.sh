@@ -165,6 +165,20 @@ settle
 "$bin/task-bench" run --json --clients "$CLIENTS" --connections "$CONNECTIONS" --duration 10s \
   --addr "http://127.0.0.1:$full_port" --scenario e2e --label e2e-full >> "$work/results.jsonl"
 
+# CreateTask with the dispatcher idle: nothing listens at this instance's Processor address, so
+# its creates are only queued, as while the Processor is down. Above, the dispatcher and the
+# instant Processor deliver each created task on the same two cores as the creates; here the
+# create path has them to itself. Its tasks stay queued (the 1,000,000-task rounds below start
+# from an empty Redis).
+echo "== CreateTask with the dispatcher idle (the Processor away)" >&2
+intake_metrics=$(free_port)
+intake_port=$(start_service intake TASK_RATE_LIMIT_PER_CLIENT=100000000 TASK_METRICS_PORT="$intake_metrics" \
+  PROCESSOR_GRPC_ADDR="127.0.0.1:$(free_port)")
+for round in $(seq 1 "$ROUNDS"); do
+  h2 h2-create-intake "$intake_port" CreateTask "$work/create.bin" "$intake_metrics"
+done
+kill "$(cat "$work/intake.pid")"; rm "$work/intake.pid"
+
 echo "== 10,000 open watches, woken by Redis and by polling" >&2
 watches() {
   "$bin/task-bench" watches --json --redis-port "$redis_port" --watches "${BENCH_WATCHES:-10000}" --idle 10s "$@"

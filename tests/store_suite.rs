@@ -33,6 +33,7 @@ async fn suite(make: impl Fn() -> Store, blocked: impl AsyncFn(&Store) -> usize)
     accepted_tasks_are_watched_until_final(make()).await;
     consumers_holding_nothing_are_forgotten(make()).await;
     a_request_id_answers_its_first_task(make()).await;
+    creates_arriving_together_are_each_decided_in_order(make()).await;
     cancel_fails_what_the_processor_has_not_accepted(make()).await;
     listing_pages_newest_first_each_task_once(make()).await;
     listeners_hear_of_writes_and_cancellations(make()).await;
@@ -481,6 +482,79 @@ async fn a_request_id_answers_its_first_task(store: Store) {
         .await
         .unwrap();
     assert_eq!(listed.tasks, vec![first]);
+}
+
+/// Many creates at once: each is decided on its own, in the order they arrived — a request id given several times answers its first create's task.
+async fn creates_arriving_together_are_each_decided_in_order(store: Store) {
+    let window = Duration::from_secs(60);
+    // Per create: its record and its request id, if any. Request ids "same-N" come three times
+    // for one file; "other-N" twice, the second time for another file.
+    let mut wanted = Vec::new();
+    for n in 0..40 {
+        wanted.push((TaskId::new_v4(), "plain.mp4".to_owned(), None));
+        for _ in 0..3 {
+            wanted.push((
+                TaskId::new_v4(),
+                format!("same-{n}.mp4"),
+                Some(format!("same-{n}")),
+            ));
+        }
+        wanted.push((
+            TaskId::new_v4(),
+            format!("first-{n}.mp4"),
+            Some(format!("other-{n}")),
+        ));
+        wanted.push((
+            TaskId::new_v4(),
+            format!("second-{n}.mp4"),
+            Some(format!("other-{n}")),
+        ));
+    }
+    let records: Vec<TaskRecord> = wanted
+        .iter()
+        .map(|(id, file, _)| TaskRecord::new_pending(*id, file, NOW))
+        .collect();
+    let answers = futures::future::join_all(records.iter().zip(&wanted).map(
+        |(record, (_, _, request_id))| {
+            store.create(NewTask {
+                request: request_id.as_deref().map(|r| (r, window)),
+                ..NewTask::now(record, &[])
+            })
+        },
+    ))
+    .await;
+    let mut first_of = std::collections::HashMap::new();
+    let mut made = 0;
+    for ((task_id, _, request_id), answer) in wanted.iter().zip(answers) {
+        let answer = answer.unwrap();
+        let first = request_id
+            .as_ref()
+            .map(|r| *first_of.entry(r.clone()).or_insert(*task_id));
+        match first {
+            Some(first) if first != *task_id => {
+                let expected = if request_id.as_deref().unwrap().starts_with("same") {
+                    Created::Existing(first)
+                } else {
+                    Created::Conflict(first)
+                };
+                assert_eq!(answer, expected, "{request_id:?}");
+                assert_eq!(store.read(*task_id).await.unwrap(), None);
+            }
+            _ => {
+                assert!(matches!(answer, Created::New { .. }), "{answer:?}");
+                let read = store.read(*task_id).await.unwrap().expect("a created task");
+                assert_eq!(read.task_id, task_id.to_text());
+                made += 1;
+            }
+        }
+    }
+    assert_eq!(made, 40 * 3);
+    let queued = entries(store.read_new("a", 1000, Duration::ZERO).await.unwrap());
+    assert_eq!(queued.len(), made, "one entry per task made");
+    let mut queued_ids: Vec<TaskId> = queued.iter().map(|e| e.task_id).collect();
+    queued_ids.sort();
+    queued_ids.dedup();
+    assert_eq!(queued_ids.len(), made);
 }
 
 async fn cancel_fails_what_the_processor_has_not_accepted(store: Store) {
