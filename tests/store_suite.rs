@@ -484,31 +484,23 @@ async fn a_request_id_answers_its_first_task(store: Store) {
     assert_eq!(listed.tasks, vec![first]);
 }
 
-/// Many creates at once: each is decided on its own, in the order they arrived — a request id given several times answers its first create's task.
+/// Many creates at once: each is decided on its own, in the order they arrived — a request id
+/// given several times answers its first create's task.
 async fn creates_arriving_together_are_each_decided_in_order(store: Store) {
     let window = Duration::from_secs(60);
-    // Per create: its record and its request id, if any. Request ids "same-N" come three times
-    // for one file; "other-N" twice, the second time for another file.
+    // Per create: its task id, its file and its request id, if any. Request ids "same-N" come
+    // three times for one file; "other-N" twice, the second time for another file.
     let mut wanted = Vec::new();
+    let mut add = |file: String, request_id: Option<String>| {
+        wanted.push((TaskId::new_v4(), file, request_id));
+    };
     for n in 0..40 {
-        wanted.push((TaskId::new_v4(), "plain.mp4".to_owned(), None));
+        add("plain.mp4".to_owned(), None);
         for _ in 0..3 {
-            wanted.push((
-                TaskId::new_v4(),
-                format!("same-{n}.mp4"),
-                Some(format!("same-{n}")),
-            ));
+            add(format!("same-{n}.mp4"), Some(format!("same-{n}")));
         }
-        wanted.push((
-            TaskId::new_v4(),
-            format!("first-{n}.mp4"),
-            Some(format!("other-{n}")),
-        ));
-        wanted.push((
-            TaskId::new_v4(),
-            format!("second-{n}.mp4"),
-            Some(format!("other-{n}")),
-        ));
+        add(format!("first-{n}.mp4"), Some(format!("other-{n}")));
+        add(format!("second-{n}.mp4"), Some(format!("other-{n}")));
     }
     let records: Vec<TaskRecord> = wanted
         .iter()
